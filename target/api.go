@@ -58,7 +58,7 @@ type Handler interface {
 // the core and handlers never retain it after Complete.
 type Command struct {
 	// Set by the transport before Session.Submit.
-	LUN         uint64   // LUN number as decoded from the 8-byte LUN field
+	LUN         uint64   // the raw 8-byte SAM LUN field as a big-endian integer; the core decodes it by the group's addressing method
 	CDB         []byte   // valid until Done returns
 	Attr        TaskAttr //
 	Tag         uint32   // transport task tag (iSCSI ITT), unique in the session while in flight
