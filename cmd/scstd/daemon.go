@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/scstd/scstd/iscsi"
+	"github.com/scstd/scstd/iscsi/config"
+	"github.com/scstd/scstd/target"
+	"github.com/scstd/scstd/vdisk"
+	"github.com/sirupsen/logrus"
+)
+
+// services are the long-lived objects of one daemon; the control filesystem
+// and the scst.conf loader operate on them.
+type services struct {
+	Core  *target.Core
+	Vdisk *vdisk.Manager
+	ISCSI *iscsi.Server
+	Log   *logrus.Entry
+}
+
+// notifier reports the outcome of startup to whoever waits for it (the
+// parent of a backgrounded daemon); both methods may be no-ops.
+type notifier interface {
+	Ready(addr string)
+	Failed(err error)
+}
+
+// serve runs the daemon until ctx is cancelled or SIGINT/SIGTERM arrives.
+// It returns nil after a clean shutdown.
+func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err error) {
+	defer func() {
+		if err != nil {
+			n.Failed(err)
+		}
+	}()
+	grace, err := time.ParseDuration(o.ShutdownGrace)
+	if err != nil || grace < 0 {
+		return fmt.Errorf("--shutdown-timeout %q: not a duration", o.ShutdownGrace)
+	}
+	cred, err := resolveCredentials(o.User, o.Group)
+	if err != nil {
+		return err
+	}
+	if o.Demo != "" {
+		d, err := writeDemo(o.Demo, cred)
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		o.Config, o.ConfigExplicit, o.SCSTConfig = d.ISCSIConfig, true, d.SCSTConfig
+		log.WithField("dir", d.Dir).Info("demo files ready")
+	}
+
+	cfg, err := loadISCSIConfig(o.Config, o.ConfigExplicit, log)
+	if err != nil {
+		return err
+	}
+	prepareStateDir(o.StateDir, cred, log)
+
+	core := target.NewCore(target.Options{Log: log.WithField("component", "core"), StateDir: o.StateDir})
+	vm := vdisk.NewManager(core, vdisk.ManagerOptions{Log: log.WithField("component", "vdisk"), StateDir: o.StateDir})
+	srv := iscsi.NewServer(iscsi.Options{
+		Core: core, Config: cfg, Log: log.WithField("component", "iscsi"),
+		InitiatorsAllow: o.Allow, InitiatorsDeny: o.Deny,
+	})
+	svc := &services{Core: core, Vdisk: vm, ISCSI: srv, Log: log}
+	// Devices are flushed and closed on every exit path, including failed
+	// starts, so that no write-back data is left behind.
+	defer closeDevices(svc)
+
+	if o.SCSTConfig != "" {
+		if err := applySCSTConfig(ctx, o.SCSTConfig, svc); err != nil {
+			return fmt.Errorf("scst config %s: %w", o.SCSTConfig, err)
+		}
+	}
+
+	l, err := net.Listen("tcp", o.listenAddr())
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer l.Close()
+
+	if o.Mount != "" {
+		unmount, err := mountControl(ctx, o.Mount, svc)
+		if err != nil {
+			return fmt.Errorf("mount control tree at %s: %w (run scripts/setup-host.sh as root once, or use --no-mount)", o.Mount, err)
+		}
+		defer func() {
+			if uerr := unmount(); uerr != nil {
+				log.WithError(uerr).WithField("dir", o.Mount).Warn("unmount failed; clear it with: fusermount3 -u " + o.Mount)
+			}
+		}()
+	}
+
+	if err := dropPrivileges(cred, log); err != nil {
+		return err
+	}
+
+	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(sigCtx, l) }()
+
+	addr := l.Addr().String()
+	log.WithFields(logrus.Fields{"addr": addr, "version": Version}).Info("listening")
+	n.Ready(addr)
+
+	var runErr error
+	select {
+	case <-sigCtx.Done():
+		log.Info("shutting down")
+	case runErr = <-serveErr:
+		if runErr != nil {
+			log.WithError(runErr).Error("iSCSI server stopped")
+		}
+	}
+	// A second SIGINT/SIGTERM now kills the process the default way.
+	stop()
+
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.WithError(err).Warn("iSCSI shutdown")
+	}
+	if runErr != nil {
+		return fmt.Errorf("serve: %w", runErr)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// loadISCSIConfig reads iscsi-scstd.conf. A missing file is an error only
+// when it was named with -c; the default path may be absent.
+func loadISCSIConfig(path string, explicit bool, log *logrus.Entry) (*config.File, error) {
+	if _, err := os.Stat(path); err != nil {
+		if explicit || !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		log.WithField("file", path).Debug("no config file; no targets defined")
+		return &config.File{}, nil
+	}
+	cfg, lineErrs, err := config.Load(path, explicit)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	for _, e := range lineErrs {
+		// iscsi-scstd logs bad lines and carries on; so do we.
+		log.WithField("file", path).Warn(e)
+	}
+	return cfg, nil
+}
+
+// closeDevices flushes and closes every virtual device. vdisk's Close
+// writes back what the page cache holds before the file is closed.
+func closeDevices(s *services) {
+	for _, d := range s.Vdisk.Disks() {
+		if err := s.Vdisk.Close(d.Name); err != nil {
+			s.Log.WithError(err).WithField("device", d.Name).Error("close device")
+		}
+	}
+	for _, d := range s.Vdisk.CDROMs() {
+		if err := s.Vdisk.CloseCDROM(d.Name); err != nil {
+			s.Log.WithError(err).WithField("device", d.Name).Error("close cdrom")
+		}
+	}
+}
+
+// prepareStateDir creates the persistent-state directories the core and
+// vdisk use (spec §3.5). Failure is not fatal: only persistence suffers, and
+// the daemon says so.
+func prepareStateDir(dir string, cred *credentials, log *logrus.Entry) {
+	_, dirErr := os.Stat(dir)
+	created := []string{}
+	if os.IsNotExist(dirErr) {
+		created = append(created, dir)
+	}
+	for _, sub := range []string{"pr", "vdev_mode_pages"} {
+		p := filepath.Join(dir, sub)
+		_, statErr := os.Stat(p)
+		if err := os.MkdirAll(p, 0o750); err != nil {
+			log.WithError(err).WithField("dir", p).Warn("state directory unavailable; saved mode pages and reservations will not persist (run scripts/setup-host.sh as root once)")
+			continue
+		}
+		if os.IsNotExist(statErr) {
+			created = append(created, p)
+		}
+	}
+	if !cred.drop {
+		return
+	}
+	// Directories we created ourselves go to the user we will run as;
+	// existing ones are left alone.
+	for _, q := range created {
+		if err := os.Chown(q, cred.uid, cred.gid); err != nil {
+			log.WithError(err).WithField("dir", q).Warn("chown state directory")
+		}
+	}
+}
