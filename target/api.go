@@ -12,10 +12,6 @@
 // together with their owners).
 package target
 
-import (
-	"github.com/scstd/scstd/target/scsi"
-)
-
 // TaskAttr is the SAM task attribute of a command.
 type TaskAttr uint8
 
@@ -85,9 +81,8 @@ type Command struct {
 	// transport then sends no response for it.
 	Aborted bool
 
-	core     *commandState
+	// core is the core's per-command bookkeeping, embedded so that a
+	// submitted command costs no heap allocation.
+	core     commandState
 	senseBuf [252]byte
 }
-
-// Sense data helper used by both core and handlers.
-var _ = scsi.Sense{}

@@ -1,0 +1,142 @@
+package target
+
+import (
+	"github.com/scstd/scstd/target/scsi"
+)
+
+// TMF is a task management function.
+type TMF uint8
+
+// Task management functions (numbered as iSCSI Function codes).
+const (
+	TMFAbortTask       TMF = 1
+	TMFAbortTaskSet    TMF = 2
+	TMFClearACA        TMF = 3
+	TMFClearTaskSet    TMF = 4
+	TMFLUNReset        TMF = 5
+	TMFTargetWarmReset TMF = 6
+	TMFTargetColdReset TMF = 7
+	TMFTaskReassign    TMF = 8
+)
+
+// TMFResponse codes (numbered as iSCSI Response codes).
+type TMFResponse uint8
+
+// TMF responses.
+const (
+	TMFComplete     TMFResponse = 0
+	TMFNoTask       TMFResponse = 1
+	TMFNoLUN        TMFResponse = 2
+	TMFNotSupported TMFResponse = 5
+	TMFRejected     TMFResponse = 255
+)
+
+// TaskMgmt performs fn and returns after every affected command completed
+// (aborted commands get Aborted=true and Done is still called for them).
+// lun is the raw SAM LUN field, as in Command.LUN.
+//
+// ABORT TASK answers TMFNoTask when no command with refTag is in the task
+// sets; RFC 7143 §11.6.1 wants "Function complete" instead when RefCmdSN
+// shows the task was already received and completed, which only the
+// transport can tell.
+func (s *Session) TaskMgmt(fn TMF, lun uint64, refTag uint32) TMFResponse {
+	v := s.view.Load()
+	lookup := func() *nexus {
+		if l, ok := decodeLUN(lun); ok {
+			return v.luns[l]
+		}
+		return nil
+	}
+	switch fn {
+	case TMFAbortTask:
+		match := func(c *Command) bool { return c.Tag == refTag }
+		// Tags are unique in the session: look on the addressed LUN first,
+		// then anywhere, since initiators are not all careful with the LUN.
+		if nx := lookup(); nx != nil && nx.abortAll(match) {
+			return TMFComplete
+		}
+		for _, nx := range v.order {
+			if nx.abortAll(match) {
+				return TMFComplete
+			}
+		}
+		return TMFNoTask
+	case TMFAbortTaskSet:
+		nx := lookup()
+		if nx == nil {
+			return TMFNoLUN
+		}
+		nx.abortAll(nil)
+		return TMFComplete
+	case TMFClearTaskSet:
+		nx := lookup()
+		if nx == nil {
+			return TMFNoLUN
+		}
+		s.core.clearLU(nx, scsi.ASCCommandsClearedByAnotherInit, false)
+		return TMFComplete
+	case TMFLUNReset:
+		nx := lookup()
+		if nx == nil {
+			return TMFNoLUN
+		}
+		s.core.clearLU(nx, scsi.ASCBusDeviceResetFunctionOccurred, true)
+		s.log.WithField("lun", nx.lun).Info("logical unit reset")
+		return TMFComplete
+	case TMFTargetWarmReset:
+		s.core.targetReset(s)
+		s.log.Info("target warm reset")
+		return TMFComplete
+	default:
+		return TMFNotSupported
+	}
+}
+
+// deviceNexuses returns the live nexuses of d.
+func (d *Device) nexuses() []*nexus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]*nexus, 0, len(d.nexus))
+	for nx := range d.nexus {
+		out = append(out, nx)
+	}
+	return out
+}
+
+// clearLU aborts every task of the logical unit behind from, in all sessions
+// (the task set is shared by all I_T nexuses, TST=000b). With reset, every
+// other nexus of the logical unit gets asc; otherwise only nexuses that lost
+// commands do (COMMANDS CLEARED BY ANOTHER INITIATOR).
+func (c *Core) clearLU(from *nexus, asc scsi.ASC, reset bool) {
+	for _, nx := range from.dev.nexuses() {
+		lost := nx.abortAll(nil)
+		if nx == from {
+			continue
+		}
+		if reset || lost {
+			nx.queueUA(asc)
+		}
+	}
+}
+
+// targetReset aborts all tasks of every session on the same target and
+// establishes POWER ON, RESET, OR BUS DEVICE RESET OCCURRED on every other
+// session's LUNs, as a target reset does (SAM-5 6.3.2).
+func (c *Core) targetReset(from *Session) {
+	c.mu.Lock()
+	var sess []*Session
+	for _, s := range c.sess {
+		if s.info.Target == from.info.Target {
+			sess = append(sess, s)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range sess {
+		for _, nx := range s.view.Load().order {
+			nx.abortAll(nil)
+			if s != from {
+				nx.queueUA(scsi.ASCPowerOnResetOccurred)
+			}
+		}
+	}
+}
