@@ -90,7 +90,9 @@ func TestRespondKeys(t *testing.T) {
 		{name: "TaskReporting", key: "TaskReporting", val: "FastAbort,RFC3720", want: "RFC3720"},
 		{name: "TaskReporting unsupported", key: "TaskReporting", val: "FastAbort", want: "Reject"},
 		// Declarative: no answer, but the target declares its own value.
-		{name: "MaxRecvDataSegmentLength", key: "MaxRecvDataSegmentLength", val: "262144", want: "16777215", check: func(s Session) bool { return s.MaxXmitDataSegmentLength == 262144 && s.MaxRecvDataSegmentLength == 16777215 }},
+		{name: "MaxRecvDataSegmentLength", key: "MaxRecvDataSegmentLength", val: "262144", want: "16777215", check: func(s Session) bool {
+			return s.MaxXmitDataSegmentLength == 262144 && s.MaxRecvDataSegmentLength == 16777215
+		}},
 		{name: "MaxRecvDataSegmentLength capped by Xmit", key: "MaxRecvDataSegmentLength", val: "262144", cfg: func(c *Config) { c.MaxXmitDataSegmentLength = 65536 }, want: "16777215", check: func(s Session) bool { return s.MaxXmitDataSegmentLength == 65536 }},
 		{name: "MaxRecvDataSegmentLength discovery", key: "MaxRecvDataSegmentLength", val: "32768", discovery: true, want: "16777215", check: func(s Session) bool { return s.MaxXmitDataSegmentLength == 32768 }},
 		{name: "MaxXmitDataSegmentLength is local", key: "MaxXmitDataSegmentLength", val: "8192", want: "NotUnderstood"},
