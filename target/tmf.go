@@ -36,9 +36,11 @@ const (
 // lun is the raw SAM LUN field, as in Command.LUN.
 //
 // ABORT TASK answers TMFNoTask when no command with refTag is in the task
-// sets; RFC 7143 §11.6.1 wants "Function complete" instead when RefCmdSN
-// shows the task was already received and completed, which only the
-// transport can tell.
+// sets, which is what initiators expect for a task that already completed
+// (libiscsi's iSCSITMF tests: a completed WRITE plus "Task does not exist").
+// RFC 7143 §11.6.1 b) wants "Function complete" for a RefCmdSN inside the
+// window that was never received; only the transport knows CmdSNs, so it
+// applies that rule.
 func (s *Session) TaskMgmt(fn TMF, lun uint64, refTag uint32) TMFResponse {
 	v := s.view.Load()
 	lookup := func() *nexus {
