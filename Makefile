@@ -1,0 +1,76 @@
+# scstd - usermode SCST. `make help` lists the targets.
+GO       ?= go
+BIN      := bin/scstd
+# Demo: `make run` serves DEMO_DIR/disk0.img (1 GiB, sparse) as LUN 0 of iqn.2026-11.org.scstd:demo.
+DEMO_DIR ?= $(CURDIR)/.demo
+ADDR     ?= 127.0.0.1
+PORT     ?= 3260
+# Fuzzing: each fuzz target runs this long (go test -fuzztime syntax: 10m, 30s, 1000x).
+FUZZTIME ?= 10m
+# End-to-end load tests: seconds of iscsi-perf and of fio (SCSTD_E2E_LOAD_SECS, default 60).
+E2E_TIMEOUT ?= 40m
+
+.PHONY: all build run test unit e2e vet bench fuzz clean help
+
+all: build
+
+help:
+	@echo "make build   build $(BIN)"
+	@echo "make run     one-time host setup (or print what root must run), then scstd -f on the demo image"
+	@echo "make test    vet, unit tests of every package, then the end-to-end tests (run as root)"
+	@echo "make bench   benchmarks of every package"
+	@echo "make fuzz    every fuzz target for FUZZTIME each (default $(FUZZTIME))"
+	@echo "make vet     go vet and gofmt check"
+
+build:
+	$(GO) build -o $(BIN) ./cmd/scstd
+
+# As root: apply the one-time setup and run (the daemon drops to nobody after start).
+# As a user: use the setup if root already did it; otherwise print the command for root and
+# serve the demo without the control tree, keeping state in the demo directory.
+run: build
+	@set -e; extra=""; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  scripts/setup-host.sh; \
+	elif ! scripts/setup-host.sh -c -u "$$(id -un)"; then \
+	  echo "Starting without the /fuse/scst/proc control tree until then."; \
+	  extra="--no-mount --state-dir $(DEMO_DIR)/state"; \
+	fi; \
+	echo; echo "Try:  iscsi-inq iscsi://$(ADDR):$(PORT)/iqn.2026-11.org.scstd:demo/0"; \
+	echo "      iscsi-ls -s iscsi://$(ADDR):$(PORT)"; echo "Ctrl-C stops the daemon."; echo; \
+	exec $(BIN) -f --demo $(DEMO_DIR) -a $(ADDR) -p $(PORT) $$extra
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+
+# Unit tests first (all packages but the end-to-end ones), then the end-to-end tests on their
+# own so that the load tests do not share the 2 CPUs with unit tests. Both always run; the
+# exit status is non-zero if either failed.
+test:
+	@status=0; \
+	$(MAKE) --no-print-directory vet || status=1; \
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/test/') || status=1; \
+	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./test/... || status=1; \
+	exit $$status
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/test/')
+
+e2e:
+	$(GO) test -count=1 -v -timeout $(E2E_TIMEOUT) ./test/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v '/test/')
+
+# Runs each FuzzXxx of each package for FUZZTIME; stops at the first crasher (left in testdata/fuzz).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./... | grep -v '/test/'); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,323 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// targetIQN is the target every test daemon serves.
+const targetIQN = "iqn.2026-11.org.scstd:e2e"
+
+// daemonConfig describes one test daemon.
+type daemonConfig struct {
+	// Image is the backing file; created sparse with ImageSize when missing.
+	Image     string
+	ImageSize int64
+	// TargetLines go inside the Target stanza of iscsi-scstd.conf.
+	TargetLines []string
+	// Mount mounts the control tree at <dir>/mnt (needs root or the host setup).
+	Mount bool
+	// RunAs starts the daemon as this user via setpriv (the test must run as root).
+	RunAs string
+	// KeepRoot passes -u 0 -g 0 so that a root daemon does not drop to nobody.
+	KeepRoot bool
+	// Dir is the working directory (configs, state, log); default t.TempDir().
+	Dir string
+	// Args are appended to the command line.
+	Args []string
+}
+
+// daemon is one running scstd started by a test.
+type daemon struct {
+	t        testing.TB
+	cfg      daemonConfig
+	cmd      *exec.Cmd
+	Addr     string // host:port it listens on
+	Dir      string
+	MountDir string
+	log      *lockedBuffer
+	exited   chan struct{}
+	waitErr  error
+}
+
+// lockedBuffer collects the daemon's log from the reader goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening addr="?([0-9.]+:[0-9]+)`)
+
+// writeConfigs writes iscsi-scstd.conf and scst.conf for cfg into dir.
+func writeConfigs(t testing.TB, dir string, cfg daemonConfig) (iscsiConf, scstConf string) {
+	t.Helper()
+	iscsiConf = filepath.Join(dir, "iscsi-scstd.conf")
+	scstConf = filepath.Join(dir, "scst.conf")
+	var ic strings.Builder
+	fmt.Fprintf(&ic, "Target %s\n", targetIQN)
+	for _, l := range cfg.TargetLines {
+		fmt.Fprintf(&ic, "\t%s\n", l)
+	}
+	sc := fmt.Sprintf("[HANDLER vdisk]\nDEVICE disk0,%s,,512,e2e0\n\n[GROUP Default]\n\n[ASSIGNMENT Default]\nDEVICE disk0,0\n", cfg.Image)
+	for p, s := range map[string]string{iscsiConf: ic.String(), scstConf: sc} {
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return iscsiConf, scstConf
+}
+
+// startDaemon starts scstd -f for cfg and waits until it listens. The
+// daemon is killed (by PID) when the test ends if the test did not stop it.
+func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	if cfg.Image == "" {
+		cfg.Image = filepath.Join(cfg.Dir, "disk0.img")
+	}
+	if _, err := os.Stat(cfg.Image); errors.Is(err, os.ErrNotExist) {
+		if cfg.ImageSize == 0 {
+			cfg.ImageSize = 64 << 20
+		}
+		f, err := os.OpenFile(cfg.Image, os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(cfg.ImageSize); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	iscsiConf, scstConf := writeConfigs(t, cfg.Dir, cfg)
+	d := &daemon{t: t, cfg: cfg, Dir: cfg.Dir, log: &lockedBuffer{}, exited: make(chan struct{})}
+	args := []string{"-f", "-a", "127.0.0.1", "-p", "0", "-d", "info",
+		"-c", iscsiConf, "--scst-config", scstConf,
+		"--state-dir", filepath.Join(cfg.Dir, "state"),
+		"--initiators-allow", filepath.Join(cfg.Dir, "initiators.allow"),
+		"--initiators-deny", filepath.Join(cfg.Dir, "initiators.deny"),
+		"--shutdown-timeout", "20s"}
+	if cfg.Mount {
+		d.MountDir = filepath.Join(cfg.Dir, "mnt")
+		if err := os.MkdirAll(d.MountDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--mount", d.MountDir)
+	} else {
+		args = append(args, "--no-mount")
+	}
+	if cfg.KeepRoot {
+		args = append(args, "-u", "0", "-g", "0")
+	}
+	args = append(args, cfg.Args...)
+	name := testEnv.bin
+	if cfg.RunAs != "" {
+		args = append([]string{"--reuid=" + cfg.RunAs, "--regid=" + cfg.RunAs, "--init-groups", "--", testEnv.bin}, args...)
+		name = "setpriv"
+	}
+	d.cmd = exec.Command(name, args...)
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Stdout = d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start daemon: %v", err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			d.log.Write([]byte(line + "\n"))
+			if m := listeningRE.FindStringSubmatch(line); m != nil && !sent {
+				addr <- m[1]
+				sent = true
+			}
+		}
+		_, _ = io.Copy(d.log, stderr)
+		d.waitErr = d.cmd.Wait()
+		close(d.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+		}
+		if t.Failed() {
+			t.Logf("daemon log (%s):\n%s", d.Dir, tail(d.log.String(), 60))
+		}
+	})
+	select {
+	case d.Addr = <-addr:
+	case <-d.exited:
+		t.Fatalf("daemon exited during startup (%v)", d.waitErr)
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon did not listen within 30 s")
+	}
+	return d
+}
+
+// URL is the libiscsi URL of LUN lun; query is appended as is ("" or "?...").
+func (d *daemon) URL(lun int, query string) string {
+	return fmt.Sprintf("iscsi://%s/%s/%d%s", d.Addr, targetIQN, lun, query)
+}
+
+// URLWithAuth is the URL with CHAP credentials user%secret.
+func (d *daemon) URLWithAuth(user, secret string, lun int) string {
+	return fmt.Sprintf("iscsi://%s%%%s@%s/%s/%d", user, secret, d.Addr, targetIQN, lun)
+}
+
+// Portal is the discovery URL.
+func (d *daemon) Portal() string { return "iscsi://" + d.Addr }
+
+// PID of the daemon process (of setpriv, which execs the daemon).
+func (d *daemon) PID() int { return d.cmd.Process.Pid }
+
+// Log returns what the daemon logged so far.
+func (d *daemon) Log() string { return d.log.String() }
+
+// Stop sends SIGTERM and waits; it returns the exit code (-1: killed
+// after the timeout, a test failure).
+func (d *daemon) Stop(timeout time.Duration) int {
+	d.t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		d.t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(timeout):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+		d.t.Errorf("daemon did not exit within %v of SIGTERM", timeout)
+		return -1
+	}
+	if d.waitErr == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(d.waitErr, &ee) {
+		return ee.ExitCode()
+	}
+	d.t.Fatalf("wait: %v", d.waitErr)
+	return -1
+}
+
+// Restart stops the daemon (expecting exit 0) and starts a new one on the
+// same directory and image.
+func (d *daemon) Restart() *daemon {
+	d.t.Helper()
+	if rc := d.Stop(60 * time.Second); rc != 0 {
+		d.t.Fatalf("daemon exit status %d after SIGTERM, want 0", rc)
+	}
+	return startDaemon(d.t, d.cfg)
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// requireTools fails the test when a tool is missing; the message names
+// the packages that provide it.
+func requireTools(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			t.Fatalf("%s not found: install the test tools with\n  apt-get install -y libiscsi-bin qemu-utils qemu-block-extra fuse3 e2fsprogs bc fio\n  apt-get install -y --no-install-recommends qemu-system-common", n)
+		}
+	}
+}
+
+// requireRoot fails tests that need root (loop devices, mounts, useradd).
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this end-to-end test needs root (run the test command with sudo)")
+	}
+}
+
+// runTool runs an external command bounded by timeout and returns its
+// combined output and error. Exit status != 0 is an error.
+func runTool(t testing.TB, timeout time.Duration, name string, args ...string) (string, error) {
+	t.Helper()
+	requireTools(t, name)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	// Tools such as iscsi-perf ignore the first SIGTERM; kill for sure.
+	cmd.Cancel = func() error { return cmd.Process.Kill() }
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%s timed out after %v: %w", name, timeout, ctx.Err())
+	}
+	return string(out), err
+}
+
+// mustRun is runTool that fails the test on error.
+func mustRun(t testing.TB, timeout time.Duration, name string, args ...string) string {
+	t.Helper()
+	out, err := runTool(t, timeout, name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(out, 40))
+	}
+	return out
+}
+
+// loadSeconds is the duration of each load test (SCSTD_E2E_LOAD_SECS).
+func loadSeconds(t testing.TB) int {
+	t.Helper()
+	s := os.Getenv("SCSTD_E2E_LOAD_SECS")
+	if s == "" {
+		return 60
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("SCSTD_E2E_LOAD_SECS=%q: want a positive number of seconds", s)
+	}
+	return n
+}
+
+// sharedConformance is ../shared/conformance beside the repository.
+func sharedConformance(t testing.TB, script string) string {
+	t.Helper()
+	p := filepath.Join(testEnv.repoRoot, "..", "shared", "conformance", script)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is missing: the shared conformance scripts must be checked out at ../shared beside the repository (%v)", p, err)
+	}
+	return p
+}
