@@ -381,6 +381,17 @@ func (nx *nexus) drain() {
 // are completed at once with Aborted set, running ones are awaited and get
 // Aborted set when they complete. It reports whether any command matched.
 func (nx *nexus) abortAll(match func(*Command) bool) bool {
+	found := nx.abortMark(match)
+	if found {
+		nx.awaitAborted()
+	}
+	return found
+}
+
+// abortMark is the first half of abortAll: it marks the matching commands,
+// completes the queued ones and returns without waiting for running ones, so
+// that a TMF touching many nexuses aborts everything before it waits.
+func (nx *nexus) abortMark(match func(*Command) bool) bool {
 	var victims, vtail *Command
 	found := false
 	nx.mu.Lock()
@@ -403,30 +414,35 @@ func (nx *nexus) abortAll(match func(*Command) bool) bool {
 		}
 		c = next
 	}
-	if victims != nil {
-		nx.scheduleLocked()
+	if victims == nil {
 		nx.mu.Unlock()
-		for c := victims; c != nil; {
-			next := c.core.runNext
-			c.core.runNext = nil
-			c.finish()
-			nx.doneOne()
-			c = next
-		}
-		nx.mu.Lock()
-		nx.runLocked()
-		nx.mu.Lock()
+		return found
 	}
-	if found {
-		nx.waitLocked(func() bool {
-			for c := nx.head; c != nil; c = c.core.next {
-				if c.core.aborted {
-					return false
-				}
-			}
-			return nx.completing.Load() == 0
-		})
-	}
+	nx.scheduleLocked()
 	nx.mu.Unlock()
+	for c := victims; c != nil; {
+		next := c.core.runNext
+		c.core.runNext = nil
+		c.finish()
+		nx.doneOne()
+		c = next
+	}
+	nx.mu.Lock()
+	nx.runLocked()
 	return found
+}
+
+// awaitAborted waits until no aborted command is left in the task set and
+// every Done has returned.
+func (nx *nexus) awaitAborted() {
+	nx.mu.Lock()
+	nx.waitLocked(func() bool {
+		for c := nx.head; c != nil; c = c.core.next {
+			if c.core.aborted {
+				return false
+			}
+		}
+		return nx.completing.Load() == 0
+	})
+	nx.mu.Unlock()
 }

@@ -94,7 +94,7 @@ func (s *Session) TaskMgmt(fn TMF, lun uint64, refTag uint32) TMFResponse {
 	}
 }
 
-// deviceNexuses returns the live nexuses of d.
+// nexuses returns the nexuses of d.
 func (d *Device) nexuses() []*nexus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -105,17 +105,30 @@ func (d *Device) nexuses() []*nexus {
 	return out
 }
 
-// clearLU aborts every task of the logical unit behind from, in all sessions
-// (the task set is shared by all I_T nexuses, TST=000b). With reset, every
-// other nexus of the logical unit gets asc; otherwise only nexuses that lost
-// commands do (COMMANDS CLEARED BY ANOTHER INITIATOR).
-func (c *Core) clearLU(from *nexus, asc scsi.ASC, reset bool) {
-	for _, nx := range from.dev.nexuses() {
-		lost := nx.abortAll(nil)
-		if nx == from {
-			continue
+// abortNexuses aborts every task of nxs (marking all before waiting for
+// any) and reports which nexuses lost tasks.
+func abortNexuses(nxs []*nexus) []bool {
+	lost := make([]bool, len(nxs))
+	for i, nx := range nxs {
+		lost[i] = nx.abortMark(nil)
+	}
+	for i, nx := range nxs {
+		if lost[i] {
+			nx.awaitAborted()
 		}
-		if reset || lost {
+	}
+	return lost
+}
+
+// clearLU aborts every task of the logical unit (device) behind from, in all
+// sessions: the task set is shared by all I_T nexuses (TST=000b). With reset,
+// every other nexus of the logical unit gets asc; otherwise only nexuses that
+// lost commands do (COMMANDS CLEARED BY ANOTHER INITIATOR).
+func (c *Core) clearLU(from *nexus, asc scsi.ASC, reset bool) {
+	nxs := from.dev.nexuses()
+	lost := abortNexuses(nxs)
+	for i, nx := range nxs {
+		if nx != from && (reset || lost[i]) {
 			nx.queueUA(asc)
 		}
 	}
@@ -126,19 +139,17 @@ func (c *Core) clearLU(from *nexus, asc scsi.ASC, reset bool) {
 // session's LUNs, as a target reset does (SAM-5 6.3.2).
 func (c *Core) targetReset(from *Session) {
 	c.mu.Lock()
-	var sess []*Session
+	var nxs []*nexus
 	for _, s := range c.sess {
 		if s.info.Target == from.info.Target {
-			sess = append(sess, s)
+			nxs = append(nxs, s.view.Load().order...)
 		}
 	}
 	c.mu.Unlock()
-	for _, s := range sess {
-		for _, nx := range s.view.Load().order {
-			nx.abortAll(nil)
-			if s != from {
-				nx.queueUA(scsi.ASCPowerOnResetOccurred)
-			}
+	abortNexuses(nxs)
+	for _, nx := range nxs {
+		if nx.sess != from {
+			nx.queueUA(scsi.ASCPowerOnResetOccurred)
 		}
 	}
 }
