@@ -21,10 +21,11 @@ import (
 // services are the long-lived objects of one daemon; the control filesystem
 // and the scst.conf loader operate on them.
 type services struct {
-	Core  *target.Core
-	Vdisk *vdisk.Manager
-	ISCSI *iscsi.Server
-	Log   *logrus.Entry
+	Core     *target.Core
+	Tunables *target.Tunables
+	Vdisk    *vdisk.Manager
+	ISCSI    *iscsi.Server
+	Log      *logrus.Entry
 }
 
 // notifier reports the outcome of startup to whoever waits for it (the
@@ -66,12 +67,18 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 	prepareStateDir(o.StateDir, cred, log)
 
 	core := target.NewCore(target.Options{Log: log.WithField("component", "core"), StateDir: o.StateDir})
-	vm := vdisk.NewManager(core, vdisk.ManagerOptions{Log: log.WithField("component", "vdisk"), StateDir: o.StateDir})
+	// The module parameters shown in the control tree; scst_vdisk_ID is
+	// read once, at start, as in the original.
+	tun := target.NewTunables()
+	vm := vdisk.NewManager(core, vdisk.ManagerOptions{
+		Log: log.WithField("component", "vdisk"), StateDir: o.StateDir,
+		VdiskID: uint32(tun.Param(target.ParamVdiskID)),
+	})
 	srv := iscsi.NewServer(iscsi.Options{
 		Core: core, Config: cfg, Log: log.WithField("component", "iscsi"),
 		InitiatorsAllow: o.Allow, InitiatorsDeny: o.Deny,
 	})
-	svc := &services{Core: core, Vdisk: vm, ISCSI: srv, Log: log}
+	svc := &services{Core: core, Tunables: tun, Vdisk: vm, ISCSI: srv, Log: log}
 	// Devices are flushed and closed on every exit path, including failed
 	// starts, so that no write-back data is left behind.
 	defer closeDevices(svc)
