@@ -96,12 +96,30 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 	defer l.Close()
 
 	if o.Mount != "" {
-		unmount, err := mountControl(ctx, o.Mount, svc)
+		m, err := mountControl(ctx, o.Mount, svc)
 		if err != nil {
 			return fmt.Errorf("mount control tree at %s: %w (run scripts/setup-host.sh as root once, or use --no-mount)", o.Mount, err)
 		}
+		var helper *os.File
+		if cred.drop {
+			if helper, err = startUnmountHelper(o.Mount); err != nil {
+				_ = m.Unmount()
+				return err
+			}
+		}
 		defer func() {
-			if uerr := unmount(); uerr != nil {
+			if helper != nil {
+				// Unprivileged now: the root helper detaches the mount
+				// once its pipe closes.
+				helper.Close()
+				select {
+				case <-m.Done():
+				case <-time.After(5 * time.Second):
+					log.WithField("dir", o.Mount).Warn("control tree still mounted; clear it with: fusermount3 -u " + o.Mount)
+				}
+				return
+			}
+			if uerr := m.Unmount(); uerr != nil {
 				log.WithError(uerr).WithField("dir", o.Mount).Warn("unmount failed; clear it with: fusermount3 -u " + o.Mount)
 			}
 		}()

@@ -13,6 +13,9 @@ import (
 )
 
 func main() {
+	if dir := os.Getenv(unmountHelperEnv); dir != "" {
+		os.Exit(runUnmountHelper(dir, os.Stdin))
+	}
 	os.Exit(realMain(os.Args, os.Stdout, os.Stderr))
 }
 

@@ -5,40 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"os"
-
-	_ "github.com/hanwen/go-fuse/v2/fs" // kept until controlfs is wired
-	"golang.org/x/sys/unix"
 )
 
-// mountControl mounts the /proc/scsi_tgt tree at dir and returns its
-// unmount function.
-func mountControl(ctx context.Context, dir string, s *services) (func() error, error) {
-	if err := prepareMountpoint(dir); err != nil {
+// mount is a mounted control tree.
+type mount interface {
+	Unmount() error
+	// Done is closed once the filesystem is no longer served.
+	Done() <-chan struct{}
+}
+
+// mountControl mounts the /proc/scsi_tgt tree at dir.
+func mountControl(ctx context.Context, dir string, s *services) (mount, error) {
+	if err := createMountpoint(dir); err != nil {
 		return nil, err
 	}
 	return nil, errors.New("control filesystem not built in yet")
 }
 
-// prepareMountpoint creates dir if needed and clears a mount left behind by
-// a daemon that was killed (its FUSE connection is gone: ENOTCONN).
-func prepareMountpoint(dir string) error {
-	_, err := os.Stat(dir)
-	switch {
-	case err == nil:
+// createMountpoint creates a missing mountpoint, as the usermode shim did
+// (mkdir -p); an existing one is left as it is.
+func createMountpoint(dir string) error {
+	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
 		return nil
-	case errors.Is(err, unix.ENOTCONN):
-		if uerr := unix.Unmount(dir, unix.MNT_DETACH); uerr != nil {
-			return fmt.Errorf("stale mount at %s (%v), and unmounting it failed: %w; run: fusermount3 -u %s", dir, err, uerr, dir)
-		}
-		return nil
-	case errors.Is(err, os.ErrNotExist):
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("create mountpoint: %w", err)
-		}
-		return nil
-	default:
-		return err
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create mountpoint: %w", err)
+	}
+	return nil
 }
 
 // applySCSTConfig applies a procfs-format scst.conf through the same core
