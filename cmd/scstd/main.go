@@ -8,12 +8,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
 )
 
 func main() {
 	if dir := os.Getenv(unmountHelperEnv); dir != "" {
+		// Signals for the daemon's terminal or process group are not
+		// for the helper: only the end of the daemon is.
+		signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		os.Exit(runUnmountHelper(dir, os.Stdin))
 	}
 	os.Exit(realMain(os.Args, os.Stdout, os.Stderr))

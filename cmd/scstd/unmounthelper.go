@@ -6,8 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
-	"strings"
+		"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -53,7 +52,6 @@ func startUnmountHelper(dir string) (*os.File, error) {
 // runUnmountHelper is the helper's main: wait for EOF, then detach dir if a
 // FUSE filesystem is still mounted there.
 func runUnmountHelper(dir string, stdin io.Reader) int {
-	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	_, _ = io.Copy(io.Discard, stdin)
 	if !fuseMountedAt(dir) {
 		return 0

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/scstd/scstd/controlfs"
 )
 
 // mount is a mounted control tree.
@@ -19,8 +21,28 @@ func mountControl(ctx context.Context, dir string, s *services) (mount, error) {
 	if err := createMountpoint(dir); err != nil {
 		return nil, err
 	}
-	return nil, errors.New("control filesystem not built in yet")
+	srv, err := controlfs.Mount(ctx, dir, controlfs.Options{
+		Core: s.Core, Vdisk: s.Vdisk, ISCSI: s.ISCSI, Tunables: s.Tunables,
+		Log: s.Log.WithField("component", "controlfs"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	m := &controlMount{Server: srv, done: make(chan struct{})}
+	go func() {
+		srv.Wait()
+		close(m.done)
+	}()
+	return m, nil
 }
+
+// controlMount adapts *controlfs.Server to mount.
+type controlMount struct {
+	*controlfs.Server
+	done chan struct{}
+}
+
+func (m *controlMount) Done() <-chan struct{} { return m.done }
 
 // createMountpoint creates a missing mountpoint, as the usermode shim did
 // (mkdir -p); an existing one is left as it is.
