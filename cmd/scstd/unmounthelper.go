@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-		"strings"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
