@@ -87,7 +87,7 @@ func TestLibiscsiSuites(t *testing.T) {
 	d := startDaemon(t, daemonConfig{ImageSize: 128 << 20, KeepRoot: true})
 	out := filepath.Join(t.TempDir(), "libiscsi")
 	filter := "^(" + strings.Join(names, "|") + ")$"
-	log, err := runTool(t, 40*time.Minute, "bash", script, "-o", out, "-t", "120", "-f", filter, d.URL(0, ""))
+	log, err := runTool(t, 40*time.Minute, "bash", script, "-o", out, "-t", "60", "-f", filter, d.URL(0, ""))
 	t.Logf("run-libiscsi-suite.sh:\n%s", tail(log, 40))
 	if err != nil {
 		t.Fatalf("run-libiscsi-suite.sh: %v", err)
