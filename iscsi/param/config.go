@@ -73,8 +73,12 @@ const (
 	DigestCRC32C = "CRC32C"
 )
 
-// ErrConfig is wrapped by every Config.Set error.
-var ErrConfig = errors.New("invalid parameter")
+// Errors of Config.Set: every error wraps ErrConfig; an unknown name also
+// wraps ErrUnknownParam.
+var (
+	ErrConfig       = errors.New("invalid parameter")
+	ErrUnknownParam = errors.New("unknown parameter")
+)
 
 type cfgKind uint8
 
@@ -174,7 +178,7 @@ func (c *Config) Set(name, value string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("%w: unknown parameter %q", ErrConfig, name)
+	return fmt.Errorf("%w: %w %q", ErrConfig, ErrUnknownParam, name)
 }
 
 // parseCNumber parses like C strtol(s, &end, 0) but insists that the whole
