@@ -40,6 +40,7 @@ type Core struct {
 	cfg     atomic.Pointer[config]
 	sess    []*Session          // live sessions in creation order; under mu
 	removed map[string]struct{} // devices whose removal is draining; under mu
+	nextSID atomic.Uint64
 }
 
 // config is one immutable configuration snapshot.

@@ -17,6 +17,7 @@ type fakeHandler struct {
 	parked  []*Command
 	execLog []uint32 // tags in Exec order
 	closed  int
+	resets  int
 	started chan *Command // optional: receives every command Exec sees
 }
 
@@ -45,6 +46,12 @@ func (h *fakeHandler) Close() error {
 	h.closed++
 	h.mu.Unlock()
 	return nil
+}
+
+func (h *fakeHandler) Reset() {
+	h.mu.Lock()
+	h.resets++
+	h.mu.Unlock()
 }
 
 // release completes the parked command with tag.

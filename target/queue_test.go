@@ -271,8 +271,18 @@ func TestAbortTaskSetAndLUNReset(t *testing.T) {
 			if got := pendingUAs(t, s2, 0); !reflect.DeepEqual(got, wantUA) {
 				t.Fatalf("other session UAs %04x, want %04x", got, wantUA)
 			}
-			if got := pendingUAs(t, s1, 0); len(got) != 0 {
-				t.Fatalf("requester got UAs %04x", got)
+			var wantOwn []scsi.ASC
+			if fn == TMFLUNReset || fn == TMFTargetWarmReset {
+				wantOwn = wantUA // resets reach every I_T nexus
+			}
+			if got := pendingUAs(t, s1, 0); !reflect.DeepEqual(got, wantOwn) {
+				t.Fatalf("requester got UAs %04x, want %04x", got, wantOwn)
+			}
+			h.mu.Lock()
+			resets := h.resets
+			h.mu.Unlock()
+			if want := map[TMF]int{TMFLUNReset: 1, TMFTargetWarmReset: 2}[fn]; resets != want {
+				t.Fatalf("handler Reset called %d times, want %d", resets, want)
 			}
 		})
 	}

@@ -30,6 +30,7 @@ type SessionStat struct {
 // Session is one I_T nexus.
 type Session struct {
 	core *Core
+	id   uint64 // for log lines
 	info SessionInfo
 	log  *logrus.Entry
 
@@ -59,8 +60,9 @@ func (c *Core) NewSession(info SessionInfo) (*Session, error) {
 	s := &Session{
 		core: c,
 		info: info,
-		log:  c.log.WithFields(logrus.Fields{"initiator": info.Initiator, "session": info.Target}),
+		id:   c.nextSID.Add(1),
 	}
+	s.log = c.log.WithFields(logrus.Fields{"initiator": info.Initiator, "session": s.id, "target": info.Target})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s.view.Store(&sessView{luns: map[uint64]*nexus{}})

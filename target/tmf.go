@@ -121,22 +121,26 @@ func abortNexuses(nxs []*nexus) []bool {
 }
 
 // clearLU aborts every task of the logical unit (device) behind from, in all
-// sessions: the task set is shared by all I_T nexuses (TST=000b). With reset,
-// every other nexus of the logical unit gets asc; otherwise only nexuses that
-// lost commands do (COMMANDS CLEARED BY ANOTHER INITIATOR).
+// sessions: the task set is shared by all I_T nexuses (TST=000b). A reset
+// establishes asc on every nexus of the logical unit, the requester's
+// included (SAM-5 6.3.3: "every I_T nexus"); a clear only on the other
+// nexuses that lost commands (COMMANDS CLEARED BY ANOTHER INITIATOR).
 func (c *Core) clearLU(from *nexus, asc scsi.ASC, reset bool) {
 	nxs := from.dev.nexuses()
 	lost := abortNexuses(nxs)
 	for i, nx := range nxs {
-		if nx != from && (reset || lost[i]) {
+		if reset || (nx != from && lost[i]) {
 			nx.queueUA(asc)
 		}
+	}
+	if reset {
+		from.dev.reset()
 	}
 }
 
 // targetReset aborts all tasks of every session on the same target and
-// establishes POWER ON, RESET, OR BUS DEVICE RESET OCCURRED on every other
-// session's LUNs, as a target reset does (SAM-5 6.3.2).
+// establishes POWER ON, RESET, OR BUS DEVICE RESET OCCURRED on every LUN of
+// those sessions, as a target reset does (SAM-5 6.3.2).
 func (c *Core) targetReset(from *Session) {
 	c.mu.Lock()
 	var nxs []*nexus
@@ -147,9 +151,26 @@ func (c *Core) targetReset(from *Session) {
 	}
 	c.mu.Unlock()
 	abortNexuses(nxs)
+	devs := make(map[*Device]struct{})
 	for _, nx := range nxs {
-		if nx.sess != from {
-			nx.queueUA(scsi.ASCPowerOnResetOccurred)
-		}
+		nx.queueUA(scsi.ASCPowerOnResetOccurred)
+		devs[nx.dev] = struct{}{}
+	}
+	for d := range devs {
+		d.reset()
+	}
+}
+
+// ResetHandler is implemented by handlers that keep logical unit state a
+// reset clears (PREVENT ALLOW MEDIUM REMOVAL, reservations, ...).
+type ResetHandler interface {
+	// Reset is called after a LOGICAL UNIT RESET or TARGET WARM RESET
+	// aborted the device's tasks.
+	Reset()
+}
+
+func (d *Device) reset() {
+	if r, ok := d.Handler.(ResetHandler); ok {
+		r.Reset()
 	}
 }
