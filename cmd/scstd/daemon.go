@@ -43,6 +43,10 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 			n.Failed(err)
 		}
 	}()
+	// Catch SIGINT/SIGTERM from the start, so that a signal during startup
+	// also unwinds (unmount, close devices) instead of killing the process.
+	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	grace, err := time.ParseDuration(o.ShutdownGrace)
 	if err != nil || grace < 0 {
 		return fmt.Errorf("--shutdown-timeout %q: not a duration", o.ShutdownGrace)
@@ -129,11 +133,15 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 		return err
 	}
 
-	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(sigCtx, l) }()
 
+	if sigCtx.Err() != nil {
+		// A signal arrived during startup: Serve has returned at once.
+		<-serveErr
+		log.Info("stopped during startup")
+		return nil
+	}
 	addr := l.Addr().String()
 	log.WithFields(logrus.Fields{"addr": addr, "version": Version}).Info("listening")
 	n.Ready(addr)
