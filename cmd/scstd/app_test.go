@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/scstd/scstd/iscsi/config"
 	"github.com/sirupsen/logrus"
 )
 
@@ -214,5 +216,35 @@ func TestDemoSamplesCurrent(t *testing.T) {
 		if string(got) != want {
 			t.Errorf("samples/demo/%s differs from what --demo writes; regenerate it:\n%s", file, want)
 		}
+	}
+}
+
+// The shipped iscsi-scstd samples parse without a rejected line, and the
+// sample host ACLs do what their comments say.
+func TestISCSISamplesParse(t *testing.T) {
+	for _, tc := range []struct {
+		file, target string
+	}{
+		{"iscsi-scstd_usermode.conf", "iqn.2001-04.com.example.frobozz:1"},
+		{"demo/iscsi-scstd.conf", DemoTarget},
+	} {
+		f, errs, err := config.Load(filepath.Join("..", "..", "samples", tc.file), true)
+		if err != nil || len(errs) != 0 {
+			t.Errorf("%s: %v %v", tc.file, err, errs)
+			continue
+		}
+		if len(f.Targets) != 1 || f.Target(tc.target) == nil {
+			t.Errorf("%s: targets %+v, want just %s", tc.file, f.Targets, tc.target)
+		}
+	}
+	allow := filepath.Join("..", "..", "samples", "initiators.allow")
+	deny := filepath.Join("..", "..", "samples", "initiators.deny")
+	for ip, want := range map[string]bool{"127.0.0.1": true, "192.168.7.9": true, "::1": true, "10.1.1.1": false} {
+		if got := config.Allowed(allow, deny, "iqn.2001-04.com.example.frobozz:1", net.ParseIP(ip)); got != want {
+			t.Errorf("sample ACLs: %s allowed = %v, want %v", ip, got, want)
+		}
+	}
+	if !config.Allowed(allow, deny, DemoTarget, net.ParseIP("10.1.1.1")) {
+		t.Error("sample ACLs restrict a target they do not name")
 	}
 }
