@@ -268,6 +268,19 @@ func (d *Device) raiseUA(asc scsi.ASC, except *nexus) {
 	}
 }
 
+// RaiseDeferredError records a deferred error (SPC-4 4.5.5), for example a
+// failed write-back of data whose WRITE already returned GOOD, on every I_T
+// nexus of the device. The next command on each nexus other than INQUIRY and
+// REPORT LUNS gets CHECK CONDITION with deferred-error sense (71h/73h); REQUEST
+// SENSE returns it as data. Unit attentions are reported before it.
+func (d *Device) RaiseDeferredError(s scsi.Sense) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for nx := range d.nexus {
+		nx.setDeferred(s)
+	}
+}
+
 // SetDescriptorSense selects descriptor-format sense (control mode page D_SENSE).
 func (d *Device) SetDescriptorSense(on bool) { d.dsense.Store(on) }
 

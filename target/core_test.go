@@ -331,3 +331,36 @@ func TestBufferPool(t *testing.T) {
 		t.Fatal("get(0) not empty")
 	}
 }
+
+func TestDeferredError(t *testing.T) {
+	c, _ := setup(t, 0)
+	s := newSess(t, c, "i")
+	d := c.Device("disk1")
+	d.RaiseDeferredError(scsi.SenseWriteError)
+	d.RaiseDeferredError(scsi.SenseInternalFailure) // the first one is kept
+	// The UA goes first.
+	r := run(t, s, 0, tur()...)
+	if _, asc := senseKeyASC(t, r.sense); asc != scsi.ASCPowerOnResetOccurred {
+		t.Fatalf("first: %x", r.sense)
+	}
+	r = run(t, s, 0, scsi.OpInquiry, 0, 0, 0, 36, 0)
+	if r.status != scsi.StatusGood {
+		t.Fatal("INQUIRY got the deferred error")
+	}
+	r = run(t, s, 0, tur()...)
+	if r.status != scsi.StatusCheckCondition || r.sense[0] != 0x71 || r.sense[2] != scsi.SenseMediumError || r.sense[12] != 0x0c {
+		t.Fatalf("deferred: %#x %x", r.status, r.sense)
+	}
+	if r := run(t, s, 0, tur()...); r.status != scsi.StatusGood {
+		t.Fatal("deferred error reported twice")
+	}
+	// REQUEST SENSE returns it as data, descriptor format on request.
+	d.RaiseDeferredError(scsi.SenseWriteError)
+	r = run(t, s, 0, scsi.OpRequestSense, 1, 0, 0, 255, 0)
+	if r.status != scsi.StatusGood || r.data[0] != 0x73 || r.data[1] != scsi.SenseMediumError {
+		t.Fatalf("REQUEST SENSE: %#x %x", r.status, r.data)
+	}
+	if r := run(t, s, 0, tur()...); r.status != scsi.StatusGood {
+		t.Fatal("deferred error survived REQUEST SENSE")
+	}
+}

@@ -69,7 +69,11 @@ func inquiryUnmapped(c *Command) {
 
 // requestSense answers REQUEST SENSE with sense s (NO SENSE when zero) in
 // the format the DESC bit asks for, and GOOD status.
-func requestSense(c *Command, s scsi.Sense) {
+func requestSense(c *Command, s scsi.Sense) { requestSenseData(c, s, false) }
+
+// requestSenseData is requestSense; deferred selects the deferred-error
+// response codes (71h/73h).
+func requestSenseData(c *Command, s scsi.Sense, deferred bool) {
 	cdb := c.CDB
 	if len(cdb) < 6 {
 		c.checkCondition(scsi.SenseInvalidOpcode, false)
@@ -81,6 +85,9 @@ func requestSense(c *Command, s scsi.Sense) {
 	}
 	var buf [scsi.FixedLen + 32]byte
 	data := s.Append(buf[:0], cdb[1]&0x01 != 0)
+	if deferred {
+		data[0] |= 0x01
+	}
 	n := min(int(cdb[4]), len(data))
 	c.TransferLen = uint32(n)
 	if n > 0 {

@@ -53,6 +53,9 @@ type nexus struct {
 	running  bool // a goroutine is draining the run queue
 	ua       [maxUA]scsi.ASC
 	nua      int
+	// deferred is a deferred error (SPC-4 4.5.5) waiting to be reported.
+	deferred    scsi.Sense
+	hasDeferred bool
 	// completing counts commands removed from the task set whose Done has
 	// not returned yet; waiters counts goroutines blocked in cond.Wait.
 	completing atomic.Int32
@@ -104,6 +107,16 @@ func (nx *nexus) queueUALocked(asc scsi.ASC) {
 	}
 	nx.ua[nx.nua] = asc
 	nx.nua++
+}
+
+// setDeferred records a deferred error unless one is already waiting: the
+// first error is the one the initiator needs to know about.
+func (nx *nexus) setDeferred(s scsi.Sense) {
+	nx.mu.Lock()
+	if !nx.hasDeferred {
+		nx.deferred, nx.hasDeferred = s, true
+	}
+	nx.mu.Unlock()
 }
 
 // popUALocked removes and returns the oldest pending unit attention.
@@ -167,13 +180,16 @@ func (nx *nexus) submit(c *Command) {
 		return
 	}
 	if op == scsi.OpRequestSense {
-		asc, ok := nx.popUALocked()
-		nx.mu.Unlock()
-		sense := scsi.Sense{}
-		if ok {
+		// A pending unit attention is reported first, then a deferred error.
+		sense, deferred := scsi.Sense{}, false
+		if asc, ok := nx.popUALocked(); ok {
 			sense = scsi.Sense{Key: scsi.SenseUnitAttention, ASC: asc}
+		} else if nx.hasDeferred {
+			sense, deferred = nx.deferred, true
+			nx.hasDeferred = false
 		}
-		requestSense(c, sense)
+		nx.mu.Unlock()
+		requestSenseData(c, sense, deferred)
 		c.finish()
 		return
 	}
@@ -181,6 +197,15 @@ func (nx *nexus) submit(c *Command) {
 		if asc, ok := nx.popUALocked(); ok {
 			nx.mu.Unlock()
 			c.CheckCondition(scsi.Sense{Key: scsi.SenseUnitAttention, ASC: asc})
+			c.finish()
+			return
+		}
+		if nx.hasDeferred {
+			s := nx.deferred
+			nx.hasDeferred = false
+			nx.mu.Unlock()
+			c.CheckCondition(s)
+			c.Sense[0] |= 0x01 // 70h/72h current -> 71h/73h deferred
 			c.finish()
 			return
 		}
