@@ -2,6 +2,8 @@ package target
 
 import (
 	"encoding/binary"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/scstd/scstd/target/scsi"
@@ -138,4 +140,49 @@ func FuzzCoreCommands(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzMatchPattern checks the wildcard matcher against a regexp translation
+// of the same pattern (ASCII inputs, where both fold case the same way).
+func FuzzMatchPattern(f *testing.F) {
+	f.Add("iqn.*", "iqn.1993-08.org.debian:01:abc")
+	f.Add("!iqn.*:01:?bc", "IQN.x:01:abc")
+	f.Add("a*b*c*d", "aXbXcXdX")
+	f.Add("*?*", "")
+	f.Add("[.+]", "[.+]")
+	f.Fuzz(func(t *testing.T, pattern, name string) {
+		if !isASCII(pattern) || !isASCII(name) || len(pattern) > 64 || len(name) > 256 {
+			return
+		}
+		p, invert := pattern, false
+		if strings.HasPrefix(p, "!") {
+			p, invert = p[1:], true
+		}
+		var re strings.Builder
+		re.WriteString("(?is)^")
+		for _, r := range p {
+			switch r {
+			case '*':
+				re.WriteString(".*")
+			case '?':
+				re.WriteString(".")
+			default:
+				re.WriteString(regexp.QuoteMeta(string(r)))
+			}
+		}
+		re.WriteString("$")
+		want := regexp.MustCompile(re.String()).MatchString(name) != invert
+		if got := matchPattern(pattern, name); got != want {
+			t.Fatalf("matchPattern(%q, %q) = %v, want %v", pattern, name, got, want)
+		}
+	})
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -464,3 +464,24 @@ func (asyncHandler) Exec(c *Command)     { go c.Complete() }
 func (asyncHandler) HandlerName() string { return "vdisk_fileio" }
 func (asyncHandler) Type() byte          { return 0 }
 func (asyncHandler) Close() error        { return nil }
+
+func TestNexusRegistryDoesNotGrow(t *testing.T) {
+	c, _ := setup(t, 0, 1)
+	d := c.Device("disk1")
+	for i := 0; i < 50; i++ {
+		s, err := c.NewSession(SessionInfo{Initiator: "i", Target: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, s, 0, tur()...)
+		wantErrno(t, c.ReplaceLUN(DefaultGroup, "disk1", 1, i%2 == 0), 0)
+		wantErrno(t, c.DelLUN(DefaultGroup, "disk1"), 0)
+		wantErrno(t, c.ClearLUNs(DefaultGroup), 0)
+		wantErrno(t, c.AddLUN(DefaultGroup, "disk1", 0, false), 0)
+		wantErrno(t, c.AddLUN(DefaultGroup, "disk1", 1, false), 0)
+		s.Close()
+	}
+	if n := len(d.nexuses()); n != 0 {
+		t.Fatalf("%d nexuses left registered", n)
+	}
+}
