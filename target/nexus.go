@@ -331,8 +331,13 @@ func (nx *nexus) runLocked() {
 			nx.runTail = nil
 		}
 		c.core.runNext = nil
+		aborted := c.core.aborted
 		nx.mu.Unlock()
-		if pre == nil || !pre(c) {
+		switch {
+		case aborted:
+			// Aborted between scheduling and execution: never started.
+			nx.complete(c)
+		case pre == nil || !pre(c):
 			nx.dev.Handler.Exec(c)
 		}
 		nx.mu.Lock()

@@ -485,3 +485,69 @@ func TestNexusRegistryDoesNotGrow(t *testing.T) {
 		t.Fatalf("%d nexuses left registered", n)
 	}
 }
+
+// TestAbortBeforeExec aborts a command that was scheduled but not yet
+// handed to the handler (the runner goroutine is busy): it must complete as
+// aborted without reaching Exec.
+func TestAbortBeforeExec(t *testing.T) {
+	c := NewCore(Options{})
+	gate := make(chan struct{})
+	entered := make(chan struct{})
+	var mu sync.Mutex
+	var seen []uint32
+	h := &funcHandler{exec: func(cmd *Command) {
+		mu.Lock()
+		seen = append(seen, cmd.Tag)
+		mu.Unlock()
+		if cmd.Tag == 1 {
+			close(entered)
+			<-gate
+		}
+		cmd.Complete()
+	}}
+	wantErrno(t, c.AddDevice(&Device{Name: "d", Handler: h}), 0)
+	wantErrno(t, c.AddLUN(DefaultGroup, "d", 0, false), 0)
+	s := newSess(t, c, "i")
+	clearUAs(t, s, 0)
+	mu.Lock()
+	seen = nil
+	mu.Unlock()
+
+	c1, r1 := newCmd(0, 1, Simple, tur()...)
+	go s.Submit(c1) // this goroutine becomes the runner and blocks in Exec
+	<-entered
+	c2, r2 := newCmd(0, 2, Simple, tur()...)
+	s.Submit(c2) // queued behind the busy runner, already "running"
+	if r2.isDone() {
+		t.Fatal("command 2 completed while the runner is blocked")
+	}
+	resp := make(chan TMFResponse)
+	go func() { resp <- s.TaskMgmt(TMFAbortTask, rawLUN(0), 2) }()
+	nx := s.view.Load().luns[0]
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		nx.mu.Lock()
+		marked := c2.core.aborted
+		nx.mu.Unlock()
+		if marked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ABORT TASK never marked the command")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	if got := <-resp; got != TMFComplete {
+		t.Fatalf("response %d", got)
+	}
+	<-r1.done
+	<-r2.done
+	if !r2.aborted || r1.aborted {
+		t.Fatalf("aborted: 1=%v 2=%v", r1.aborted, r2.aborted)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !reflect.DeepEqual(seen, []uint32{1}) {
+		t.Fatalf("handler saw %v", seen)
+	}
+}
