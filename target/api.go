@@ -8,6 +8,15 @@
 // spec/procfs.md §1 gives for that failure), so callers can recover it with
 // errors.As.
 //
+// Data path: a transport calls Session.Submit in CmdSN order; the core
+// answers REPORT LUNS, REQUEST SENSE and commands to unmapped LUNs itself,
+// reports pending unit attentions and deferred errors, applies the task
+// attribute rules of the LUN's task set and then calls Handler.Exec (after
+// Options.PreExec, the hook for reservations and ALUA). Configuration is an
+// immutable snapshot swapped under one mutex; each session reads its own
+// atomically published view, and each I_T_L nexus has its own lock, so
+// sessions share no lock while submitting and completing commands.
+//
 // API CONTRACT (shared by the iscsi, vdisk and controlfs packages; change only
 // together with their owners).
 package target

@@ -110,11 +110,15 @@ func (c *Command) AllocDataInUninit(n int) []byte {
 
 // Complete finishes the command (handlers call it exactly once).
 func (c *Command) Complete() {
-	if nx := c.core.nx; nx != nil && c.core.state == stRunning {
+	nx := c.core.nx
+	switch {
+	case nx != nil && c.core.state == stRunning:
 		nx.complete(c)
-		return
+	case c.core.sess != nil:
+		// A second Complete, or one for a command the core answered itself:
+		// calling Done again would hand the transport a stale command.
+		c.core.sess.log.Errorf("Complete on a command that is not executing (tag %#x)", c.Tag)
 	}
-	c.finish()
 }
 
 // Release returns the command's pooled buffers; the transport calls it after

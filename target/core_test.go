@@ -364,3 +364,25 @@ func TestDeferredError(t *testing.T) {
 		t.Fatal("deferred error survived REQUEST SENSE")
 	}
 }
+
+func TestDoubleCompleteIgnored(t *testing.T) {
+	c := NewCore(Options{})
+	h := &funcHandler{exec: func(cmd *Command) {
+		cmd.Complete()
+		cmd.Complete()
+	}}
+	if err := c.AddDevice(&Device{Name: "d", Handler: h}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddLUN(DefaultGroup, "d", 0, false); err != nil {
+		t.Fatal(err)
+	}
+	s := newSess(t, c, "i")
+	clearUAs(t, s, 0)
+	calls := 0
+	cmd := &Command{CDB: tur(), Done: func(*Command) { calls++ }}
+	s.Submit(cmd)
+	if calls != 1 {
+		t.Fatalf("Done called %d times", calls)
+	}
+}
