@@ -434,16 +434,16 @@ func (p *parser) finish() {
 	// An explicit LUN may collide with a device replaced later in the same
 	// section; re-check the final table.
 	for _, a := range p.cfg.Assignments {
-		seen := map[uint64]string{}
+		seen := map[uint64]LUN{}
 		for _, l := range a.LUNs {
 			if l.Auto {
 				continue
 			}
-			if d, ok := seen[l.LUN]; ok {
-				p.fail(l.Line, "%w: group %q has devices %s and %s at LUN %d", ErrFatal, a.Group, d, l.Device, l.LUN)
+			if o, ok := seen[l.LUN]; ok {
+				p.fail(max(l.Line, o.Line), "%w: group %q has devices %s and %s at LUN %d", ErrFatal, a.Group, o.Device, l.Device, l.LUN)
 				continue
 			}
-			seen[l.LUN] = l.Device
+			seen[l.LUN] = l
 		}
 	}
 }
