@@ -141,7 +141,7 @@ func keyTable() []keyDef {
 		{name: "OFMarker", id: idOFMarker, kind: kindBoolAND},
 		{name: "IFMarkInt", kind: kindMarkInt},
 		{name: "OFMarkInt", kind: kindMarkInt},
-		{name: "TaskReporting", id: idTaskReporting, kind: kindList},
+		{name: "TaskReporting", id: idTaskReporting, kind: kindList, normalOnly: true},
 		// RFC 7145: a TCP target answers RDMAExtensions=No (AND), which makes
 		// the other iSER keys Irrelevant.
 		{name: "RDMAExtensions", id: idRDMAExtensions, kind: kindBoolAND},

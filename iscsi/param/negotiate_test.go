@@ -89,6 +89,7 @@ func TestRespondKeys(t *testing.T) {
 		{name: "HeaderDigest discovery", key: "HeaderDigest", val: "None", discovery: true, want: "None"},
 		{name: "TaskReporting", key: "TaskReporting", val: "FastAbort,RFC3720", want: "RFC3720"},
 		{name: "TaskReporting unsupported", key: "TaskReporting", val: "FastAbort", want: "Reject"},
+		{name: "TaskReporting discovery", key: "TaskReporting", val: "RFC3720", discovery: true, want: "Irrelevant"},
 		// Declarative: no answer, but the target declares its own value.
 		{name: "MaxRecvDataSegmentLength", key: "MaxRecvDataSegmentLength", val: "262144", want: "16777215", check: func(s Session) bool {
 			return s.MaxXmitDataSegmentLength == 262144 && s.MaxRecvDataSegmentLength == 16777215
