@@ -308,6 +308,19 @@ func (n *Negotiation) Respond(in []KV) ([]KV, error) {
 	return out, nil
 }
 
+// Check reports a login missing a mandatory key (ErrMissing): InitiatorName
+// always, TargetName in a Normal session (RFC 7143 §13.4, §13.5). The
+// engine calls it when the initiator asks to leave the login phase.
+func (n *Negotiation) Check() error {
+	if !n.done[idInitiatorName] {
+		return fmt.Errorf("%w: InitiatorName", ErrMissing)
+	}
+	if !n.discovery && !n.done[idTargetName] {
+		return fmt.Errorf("%w: TargetName", ErrMissing)
+	}
+	return nil
+}
+
 // Pending returns the declarations the target has not yet made (its
 // MaxRecvDataSegmentLength) so the engine can add them to the final Login
 // Response; nil once everything was declared.

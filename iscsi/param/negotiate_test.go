@@ -422,3 +422,25 @@ func FuzzRespond(f *testing.F) {
 		}
 	})
 }
+
+func TestCheck(t *testing.T) {
+	tests := []struct {
+		in  []KV
+		err bool
+	}{
+		{[]KV{{"InitiatorName", "iqn.a"}, {"TargetName", "iqn.t"}}, false},
+		{[]KV{{"InitiatorName", "iqn.a"}, {"SessionType", "Discovery"}}, false},
+		{[]KV{{"InitiatorName", "iqn.a"}}, true},
+		{[]KV{{"TargetName", "iqn.t"}}, true},
+		{[]KV{{"SessionType", "Discovery"}}, true},
+	}
+	for _, tc := range tests {
+		n := NewNegotiation(DefaultConfig())
+		if _, err := n.Respond(tc.in); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Check(); (err != nil) != tc.err || (err != nil && !errors.Is(err, ErrMissing)) {
+			t.Errorf("Check(%q) = %v", tc.in, err)
+		}
+	}
+}
