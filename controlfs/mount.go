@@ -104,14 +104,16 @@ func mount(ctx context.Context, dir string, st *state) (*Server, error) {
 			MaxWrite: 128 << 10,
 		},
 	}
-	srv, err := fs.Mount(dir, root, opts)
-	if err != nil {
-		return nil, fmt.Errorf("controlfs: mount %s: %w%s", dir, err, mountHints(dir))
-	}
+	// root.groups is set by OnAdd inside fs.Mount, before any request is
+	// served.
 	st.onGroupsChanged = func() {
 		if root.groups != nil {
 			root.groups.sync(context.Background())
 		}
+	}
+	srv, err := fs.Mount(dir, root, opts)
+	if err != nil {
+		return nil, fmt.Errorf("controlfs: mount %s: %w%s", dir, err, mountHints(dir))
 	}
 	s := &Server{dir: dir, srv: srv, log: log, done: make(chan struct{})}
 	go func() {
