@@ -489,7 +489,7 @@ func (n *Negotiation) negotiate(def *keyDef, v string) (string, error) {
 		if def.id == idDataDigest {
 			mine = n.cfg.DataDigest
 		}
-		choice, ok := firstSupported(v, mine)
+		choice, ok := preferred(mine, v)
 		if !ok {
 			return Reject, nil
 		}
@@ -555,6 +555,23 @@ func (n *Negotiation) declareLogin(def *keyDef, v string) error {
 	n.done[def.id] = true
 	*cur = v
 	return nil
+}
+
+// preferred picks the first digest of the target's preference list that
+// the initiator offered. This is SCST's rule (CRC32C whenever both sides
+// allow it, spec §2.4) and fits RFC 7143 §6.2.1's "first value it supports
+// and is allowed to use": with a list of CRC32C,None the target does not
+// allow None to an initiator that can do CRC32C. libiscsi, which offers
+// "None,CRC32C", thus gets CRC32C from a target configured for it.
+func preferred(mine []string, offer string) (string, bool) {
+	for _, m := range mine {
+		for _, o := range strings.Split(offer, ",") {
+			if strings.EqualFold(o, m) {
+				return m, true
+			}
+		}
+	}
+	return "", false
 }
 
 // firstSupported returns the first value of the initiator's list that is in
