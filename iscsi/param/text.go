@@ -66,9 +66,10 @@ func ParseText(b []byte) ([]KV, error) {
 }
 
 // checkKey enforces the key-name syntax of RFC 7143 §6.1: 1..63 characters
-// of letters, digits and ". - + @ _", starting with a capital letter. The
-// "X#" prefix of IANA-registered extension keys (RFC 7143 §13.5.4) is the
-// one place '#' may appear.
+// of letters, digits and ". - + @ _", starting with a letter (standard keys
+// such as iSERHelloRequired and iSCSIProtocolLevel start in lower case).
+// The "X#" prefix of IANA-registered extension keys is the one place '#'
+// may appear.
 func checkKey(k string) error {
 	if k == "" {
 		return fmt.Errorf("%w: empty key name", ErrMalformed)
@@ -76,8 +77,8 @@ func checkKey(k string) error {
 	if len(k) > MaxKeyLen {
 		return fmt.Errorf("%w: key name longer than %d bytes", ErrMalformed, MaxKeyLen)
 	}
-	if k[0] < 'A' || k[0] > 'Z' {
-		return fmt.Errorf("%w: key name %q does not start with a capital letter", ErrMalformed, k)
+	if c := k[0] | 0x20; c < 'a' || c > 'z' {
+		return fmt.Errorf("%w: key name %q does not start with a letter", ErrMalformed, k)
 	}
 	for i := 1; i < len(k); i++ {
 		c := k[i]
