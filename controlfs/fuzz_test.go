@@ -32,6 +32,7 @@ func FuzzParseScsiTgt(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		s = commandText([]byte(s)) // parsers see what a write leaves
 		c, errno := parseScsiTgt(s)
 		if errno != 0 {
 			return
@@ -53,6 +54,7 @@ func FuzzParseDevices(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		s = commandText([]byte(s)) // parsers see what a write leaves
 		c, errno := parseDevices(s)
 		if errno != 0 {
 			return
@@ -71,6 +73,7 @@ func FuzzParseNames(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		s = commandText([]byte(s)) // parsers see what a write leaves
 		c, errno := parseNames(s)
 		if errno != 0 {
 			return
@@ -89,6 +92,7 @@ func FuzzParseThreads(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		s = commandText([]byte(s))
 		n, errno := parseThreads(s)
 		if errno == 0 && n <= 0 {
 			t.Fatalf("%q: %d accepted", s, n)
@@ -111,6 +115,7 @@ func FuzzParseVdisk(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		s = commandText([]byte(s)) // parsers see what a write leaves
 		c, errno := parseVdisk(s)
 		if errno != 0 {
 			return
@@ -132,6 +137,7 @@ func FuzzParseVcdrom(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		s = commandText([]byte(s)) // parsers see what a write leaves
 		c, errno := parseVcdrom(s)
 		if errno != 0 {
 			return
