@@ -197,9 +197,9 @@ func TestScstadminReplay(t *testing.T) {
 		t.Errorf("groups %v", r.groups)
 	}
 	wantLUNs := map[string]map[string]int{
-		"Default":                             {"null_NULLIO": 0, "zero_ZERO": 1, "zero_BZERO": 2},
-		"cian":                                {"null_NULLIO": 0, "zero_ZERO": 1, "zero_BZERO": 2},
-		"blackbox":                            {"null_NULLIO": 0, "zero_ZERO": 1, "disk_c1": 2},
+		"Default":                            {"null_NULLIO": 0, "zero_ZERO": 1, "zero_BZERO": 2},
+		"cian":                               {"null_NULLIO": 0, "zero_ZERO": 1, "zero_BZERO": 2},
+		"blackbox":                           {"null_NULLIO": 0, "zero_ZERO": 1, "disk_c1": 2},
 		"Default_iqn.2001-04.com.example:t1": {"disk_c1": 0},
 	}
 	for g, want := range wantLUNs {
@@ -213,8 +213,8 @@ func TestScstadminReplay(t *testing.T) {
 		}
 	}
 	wantUsers := map[string][]string{
-		"cian":                                {"iqn.1993-08.org.debian:01:cian0001"},
-		"blackbox":                            {"iqn.1993-08.org.debian:01:blackbox", "iqn.1993-08.org.debian:01:cian0002"},
+		"cian":                               {"iqn.1993-08.org.debian:01:cian0001"},
+		"blackbox":                           {"iqn.1993-08.org.debian:01:blackbox", "iqn.1993-08.org.debian:01:cian0002"},
 		"Default_iqn.2001-04.com.example:t1": {"iqn.1993-08.org.debian:01:tgtmode"},
 	}
 	for g, want := range wantUsers {
