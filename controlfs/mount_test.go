@@ -26,6 +26,7 @@ import (
 
 	"github.com/scstd/scstd/target"
 	"github.com/scstd/scstd/vdisk"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,6 +75,7 @@ func helperWrite() int {
 // READY and serves until SIGTERM.
 func helperServe() int {
 	st, _, vd := newFakeState()
+	st.log = logrus.NewEntry(logrus.New()) // to stderr, for the parent to check
 	if err := vd.Open("disk0", "/dev/zero", 512, vdisk.Flags{}); err != nil {
 		fmt.Println("FAIL", err)
 		return 1
