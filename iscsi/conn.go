@@ -1,0 +1,731 @@
+package iscsi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/scstd/scstd/iscsi/pdu"
+	"github.com/sirupsen/logrus"
+)
+
+const (
+	// loginTimeout bounds the whole login phase of a connection.
+	loginTimeout = 30 * time.Second
+	// maxCtrlData bounds the data segment of NOP-Out and Text PDUs we
+	// buffer (they are copied; SCSI data goes into command buffers).
+	maxCtrlData = 64 << 10
+	// maxQueued is the writer backlog at which the reader stops reading.
+	maxQueued = 4096
+	// writerFrames is how many PDUs one writev carries at most.
+	writerFrames = 128
+	// drainTimeout bounds the wait for in-flight commands at logout.
+	drainTimeout = 30 * time.Second
+)
+
+// Reject reasons (RFC 7143 §11.17.1).
+const (
+	rejectDataDigest     = 0x02
+	rejectSNACK          = 0x03
+	rejectProtocol       = 0x04
+	rejectNotSupported   = 0x05
+	rejectTaskInProgress = 0x07
+	rejectInvalidField   = 0x09
+)
+
+var (
+	errLogout = errors.New("logout")
+	errDrain  = errors.New("server shutdown")
+)
+
+// outPDU is a response that is not SCSI data: built by the reader (or a TMF
+// goroutine) and sent by the writer, which fills StatSN/ExpCmdSN/MaxCmdSN.
+type outPDU struct {
+	hdr     pdu.BHS
+	data    []byte
+	advance bool // consumes a StatSN (status-bearing response)
+	small   [pdu.BHSLen]byte
+}
+
+// qent is one writer queue entry: a control PDU or a completed task.
+type qent struct {
+	out  *outPDU
+	task *task
+}
+
+// conn is one TCP connection. The reader goroutine (serve) owns login, the
+// CmdSN window, task data reception and R2T issue; the writer goroutine owns
+// StatSN and the socket's write side; the core calls Command.Done from its
+// own goroutines, which only enqueue.
+type conn struct {
+	srv  *Server
+	nc   net.Conn
+	log  *logrus.Entry
+	rd   *pdu.Reader
+	enc  *pdu.Encoder
+	sess *session
+	cid  uint16
+	rip  net.IP
+
+	// Writer queue.
+	qmu     sync.Mutex
+	qcond   sync.Cond // writer waits for work
+	space   sync.Cond // reader waits for room
+	queue   []qent
+	spare   []qent
+	qclosed bool
+	freeOut []*outPDU
+	wdone   chan struct{}
+
+	// Writer-owned.
+	statSN  uint32
+	dead    bool
+	frames  [writerFrames]pdu.Frame
+	nframes int
+	iov     [][]byte
+	rspTO   time.Duration
+
+	// Task registry by ITT; the writer removes finished tasks.
+	tmu   sync.Mutex
+	tasks map[uint32]*task
+	pool  sync.Pool
+
+	// Reader-owned.
+	held     map[uint32]heldPDU
+	submitQ  []*task
+	text     textState
+	hdr      pdu.Header
+	inflight atomic.Int32 // submitted to the core, Done not yet called
+
+	ttt   atomic.Uint32
+	mxdsl atomic.Uint32 // max data per PDU we send (initiator's MRDSL)
+
+	// NOP-In pings.
+	pingMu       sync.Mutex
+	pingTimer    *time.Timer
+	pingTTT      uint32
+	pingPending  bool
+	pingDeadline time.Time
+	lastPong     time.Time
+	nopInterval  time.Duration
+	nopTimeout   time.Duration
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	draining  atomic.Bool
+	drainMu   sync.Mutex
+	drainCtx  context.Context
+	reading   atomic.Bool
+}
+
+// heldPDU is a command that arrived ahead of ExpCmdSN (or a placeholder for
+// a CmdSN a TMF declared received).
+type heldPDU struct {
+	task *task
+	ctrl *ctrlPDU
+	noop bool
+}
+
+// ctrlPDU is a copied non-SCSI request kept while it waits for its CmdSN.
+type ctrlPDU struct {
+	hdr  pdu.BHS
+	data []byte
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{
+		srv:    s,
+		nc:     nc,
+		rip:    remoteIP(nc.RemoteAddr()),
+		rd:     pdu.NewReader(nc, 64<<10),
+		enc:    pdu.NewEncoder(),
+		tasks:  map[uint32]*task{},
+		held:   map[uint32]heldPDU{},
+		wdone:  make(chan struct{}),
+		closed: make(chan struct{}),
+		rspTO:  90 * time.Second,
+	}
+	c.qcond.L = &c.qmu
+	c.space.L = &c.qmu
+	c.pool.New = func() any { return newTask(c) }
+	c.log = s.log.WithField("peer", nc.RemoteAddr().String())
+	return c
+}
+
+// serve runs the connection: login, then the full feature phase.
+func (c *conn) serve() {
+	defer c.srv.removeConn(c)
+	c.nc.SetReadDeadline(time.Now().Add(loginTimeout))
+	sess, err := c.login()
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			c.log.WithError(err).Info("login failed")
+		}
+		c.nc.Close()
+		close(c.wdone)
+		return
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	if c.draining.Load() {
+		c.nc.SetReadDeadline(time.Now())
+	}
+	c.log = c.log.WithFields(logrus.Fields{"session": fmt.Sprintf("%x", sess.sid()), "initiator": sess.initiator})
+	c.log.Debug("login complete")
+	go c.writer()
+	c.startPings()
+	err = c.readLoop()
+	c.teardown(err)
+}
+
+// readLoop reads and dispatches PDUs until the connection ends.
+func (c *conn) readLoop() error {
+	for {
+		if err := c.rd.ReadHeader(&c.hdr); err != nil {
+			if c.draining.Load() {
+				return errDrain
+			}
+			return err
+		}
+		c.reading.Store(true)
+		err := c.dispatch(&c.hdr)
+		c.reading.Store(false)
+		if err != nil {
+			if c.draining.Load() && isTimeout(err) {
+				return errDrain
+			}
+			return err
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// dispatch handles one received PDU whose header is in h.
+func (c *conn) dispatch(h *pdu.Header) error {
+	if c.log.Logger.IsLevelEnabled(logrus.TraceLevel) {
+		c.log.WithFields(logrus.Fields{"op": h.Opcode().String(), "itt": h.ITT(), "dsl": h.DataSegmentLength()}).Trace("rx")
+	}
+	switch h.Opcode() {
+	case pdu.OpSCSICmd:
+		return c.onSCSICmd(h)
+	case pdu.OpDataOut:
+		return c.onDataOut(h)
+	case pdu.OpNOPOut, pdu.OpTextReq, pdu.OpTMFReq, pdu.OpLogoutReq:
+		return c.onCtrl(h)
+	case pdu.OpSNACKReq:
+		// ErrorRecoveryLevel 0 has no SNACK support (RFC 7143 §11.16).
+		if err := c.rd.DiscardData(); err != nil {
+			return err
+		}
+		c.reject(&h.BHS, rejectProtocol)
+		return nil
+	case pdu.OpLoginReq:
+		return fmt.Errorf("login request in full feature phase")
+	default:
+		if err := c.rd.DiscardData(); err != nil {
+			return err
+		}
+		c.reject(&h.BHS, rejectNotSupported)
+		return nil
+	}
+}
+
+// admission is what the CmdSN window says about a PDU.
+type admission uint8
+
+const (
+	admNow admission = iota
+	admHold
+	admDrop
+)
+
+func (c *conn) admit(h *pdu.BHS) admission {
+	if h.Immediate() {
+		return admNow
+	}
+	sn := h.CmdSN()
+	exp := c.sess.expCmdSN.Load()
+	if sn == exp {
+		return admNow
+	}
+	if serialLT(exp, sn) && serialLE(sn, c.sess.maxCmdSN.Load()) {
+		if _, dup := c.held[sn]; !dup {
+			return admHold
+		}
+	}
+	// Outside the window: RFC 7143 §4.2.2.1 says silently ignore.
+	if c.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		c.log.WithFields(logrus.Fields{"cmdsn": sn, "expcmdsn": exp, "maxcmdsn": c.sess.maxCmdSN.Load()}).Debug("CmdSN outside window, dropped")
+	}
+	return admDrop
+}
+
+// sequence runs or parks a PDU according to its admission; after an
+// in-order command it runs the parked ones that became in order.
+func (c *conn) sequence(adm admission, h *pdu.BHS, p heldPDU) error {
+	switch adm {
+	case admHold:
+		c.held[h.CmdSN()] = p
+		return nil
+	case admDrop:
+		return nil
+	}
+	if h.Immediate() {
+		return c.process(p, true)
+	}
+	c.sess.expCmdSN.Add(1)
+	if err := c.process(p, false); err != nil {
+		return err
+	}
+	return c.drainHeld()
+}
+
+// drainHeld runs parked commands that are now in order.
+func (c *conn) drainHeld() error {
+	for {
+		exp := c.sess.expCmdSN.Load()
+		q, ok := c.held[exp]
+		if !ok {
+			return nil
+		}
+		delete(c.held, exp)
+		c.sess.expCmdSN.Add(1)
+		if err := c.process(q, false); err != nil {
+			return err
+		}
+	}
+}
+
+// process runs one in-order (or immediate) command.
+func (c *conn) process(p heldPDU, immediate bool) error {
+	switch {
+	case p.task != nil:
+		c.startTask(p.task)
+		return nil
+	case p.ctrl != nil:
+		err := c.handleCtrl(&p.ctrl.hdr, p.ctrl.data)
+		if !immediate {
+			c.sess.maxCmdSN.Add(1)
+		}
+		return err
+	default: // noop placeholder
+		if !immediate {
+			c.sess.maxCmdSN.Add(1)
+		}
+		return nil
+	}
+}
+
+// onCtrl reads a NOP-Out/Text/TMF/Logout request and sequences it.
+func (c *conn) onCtrl(h *pdu.Header) error {
+	n := h.DataSegmentLength()
+	if n > maxCtrlData {
+		return fmt.Errorf("%v data segment of %d bytes", h.Opcode(), n)
+	}
+	if h.Opcode() == pdu.OpNOPOut && h.ITT() == pdu.ReservedTag {
+		// A NOP-Out answering our ping, or an unacknowledged ping: no
+		// response and no CmdSN consumed (it must be immediate).
+		if err := c.rd.DiscardData(); err != nil {
+			return err
+		}
+		c.pong(h.TTT())
+		return nil
+	}
+	var data []byte
+	if n > 0 {
+		data = make([]byte, n)
+		if err := c.rd.ReadData(data); err != nil {
+			return err
+		}
+	}
+	adm := c.admit(&h.BHS)
+	if adm == admNow && h.Immediate() {
+		return c.handleCtrl(&h.BHS, data)
+	}
+	return c.sequence(adm, &h.BHS, heldPDU{ctrl: &ctrlPDU{hdr: h.BHS, data: data}})
+}
+
+func (c *conn) handleCtrl(h *pdu.BHS, data []byte) error {
+	switch h.Opcode() {
+	case pdu.OpNOPOut:
+		o := c.newOut()
+		o.hdr.SetOpcode(pdu.OpNOPIn, false)
+		o.hdr.SetFinal(true)
+		o.hdr.SetLUN(h.LUN())
+		o.hdr.SetITT(h.ITT())
+		o.hdr.SetTTT(pdu.ReservedTag)
+		o.data = data
+		o.advance = true
+		c.enqueueOut(o, true)
+		return nil
+	case pdu.OpTextReq:
+		return c.onText(h, data)
+	case pdu.OpTMFReq:
+		c.onTMF(h)
+		return nil
+	case pdu.OpLogoutReq:
+		return c.onLogout(h)
+	}
+	return nil
+}
+
+// reject queues a Reject carrying the offending header.
+func (c *conn) reject(h *pdu.BHS, reason byte) {
+	if c.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		c.log.WithFields(logrus.Fields{"op": h.Opcode().String(), "itt": h.ITT(), "reason": reason}).Debug("reject")
+	}
+	o := c.newOut()
+	o.hdr.SetOpcode(pdu.OpReject, false)
+	o.hdr.SetFinal(true)
+	o.hdr.SetReason(reason)
+	o.hdr.SetITT(pdu.ReservedTag)
+	o.small = *h
+	o.data = o.small[:]
+	o.advance = true
+	c.enqueueOut(o, true)
+}
+
+// --- writer queue ---
+
+func (c *conn) newOut() *outPDU {
+	c.qmu.Lock()
+	var o *outPDU
+	if n := len(c.freeOut); n > 0 {
+		o = c.freeOut[n-1]
+		c.freeOut = c.freeOut[:n-1]
+	}
+	c.qmu.Unlock()
+	if o == nil {
+		return &outPDU{}
+	}
+	*o = outPDU{}
+	return o
+}
+
+// enqueueOut queues a control PDU; wait applies back-pressure to the
+// reader when the peer does not read its responses.
+func (c *conn) enqueueOut(o *outPDU, wait bool) {
+	c.qmu.Lock()
+	for wait && len(c.queue) >= maxQueued && !c.qclosed {
+		c.space.Wait()
+	}
+	if c.qclosed {
+		c.qmu.Unlock()
+		return
+	}
+	c.queue = append(c.queue, qent{out: o})
+	c.qcond.Signal()
+	c.qmu.Unlock()
+}
+
+// enqueueTask queues a finished task (called from core goroutines).
+func (c *conn) enqueueTask(t *task) {
+	c.qmu.Lock()
+	if c.qclosed {
+		c.qmu.Unlock()
+		c.releaseTask(t)
+		return
+	}
+	c.queue = append(c.queue, qent{task: t})
+	c.qcond.Signal()
+	c.qmu.Unlock()
+}
+
+// closeQueue stops the writer once it has sent what is queued.
+func (c *conn) closeQueue() {
+	c.qmu.Lock()
+	c.qclosed = true
+	c.qcond.Broadcast()
+	c.space.Broadcast()
+	c.qmu.Unlock()
+}
+
+// writer sends queued PDUs, coalescing everything queued into as few
+// writev calls as possible.
+func (c *conn) writer() {
+	defer close(c.wdone)
+	c.iov = make([][]byte, 0, 3*writerFrames)
+	var batch []qent
+	for {
+		c.qmu.Lock()
+		for len(c.queue) == 0 && !c.qclosed {
+			c.qcond.Wait()
+		}
+		if len(c.queue) == 0 {
+			c.qmu.Unlock()
+			return
+		}
+		batch, c.queue = c.queue, c.spare[:0]
+		c.space.Broadcast()
+		c.qmu.Unlock()
+
+		for i := range batch {
+			e := &batch[i]
+			if e.task != nil {
+				c.emitTask(e.task)
+			} else {
+				c.emitOut(e.out)
+			}
+		}
+		c.flush()
+		c.qmu.Lock()
+		for i := range batch {
+			if o := batch[i].out; o != nil {
+				o.data = nil
+				c.freeOut = append(c.freeOut, o)
+			}
+		}
+		c.qmu.Unlock()
+		for i := range batch {
+			if t := batch[i].task; t != nil {
+				c.releaseTask(t)
+			}
+		}
+		clear(batch)
+		c.qmu.Lock()
+		c.spare = batch[:0]
+		c.qmu.Unlock()
+	}
+}
+
+// frame returns storage for one more PDU header, flushing when full.
+func (c *conn) frame() *pdu.Frame {
+	if c.nframes == writerFrames {
+		c.flush()
+	}
+	f := &c.frames[c.nframes]
+	c.nframes++
+	return f
+}
+
+// stamp fills the sequence numbers every target PDU carries.
+func (c *conn) stamp(h *pdu.BHS, advance bool) {
+	h.SetStatSN(c.statSN)
+	if advance {
+		c.statSN++
+	}
+	h.SetExpCmdSN(c.sess.expCmdSN.Load())
+	h.SetMaxCmdSN(c.sess.maxCmdSN.Load())
+}
+
+func (c *conn) emitOut(o *outPDU) {
+	c.stamp(&o.hdr, o.advance)
+	c.iov = c.enc.Append(c.iov, c.frame(), &o.hdr, o.data)
+}
+
+func (c *conn) flush() {
+	if len(c.iov) > 0 && !c.dead {
+		c.nc.SetWriteDeadline(time.Now().Add(c.rspTO))
+		bufs := net.Buffers(c.iov)
+		if _, err := bufs.WriteTo(c.nc); err != nil {
+			c.dead = true
+			if !c.isClosed() {
+				c.log.WithError(err).Info("connection write failed")
+			}
+			c.nc.Close()
+		}
+	}
+	clear(c.iov)
+	c.iov = c.iov[:0]
+	c.nframes = 0
+}
+
+func (c *conn) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// --- NOP-In pings ---
+
+func (c *conn) startPings() {
+	if c.nopInterval <= 0 {
+		return
+	}
+	c.pingMu.Lock()
+	c.lastPong = time.Now()
+	c.pingTimer = time.AfterFunc(c.nopInterval, c.pingTick)
+	c.pingMu.Unlock()
+}
+
+// pingTick sends a NOP-In ping when the interval elapsed and closes the
+// connection when a ping stays unanswered past NopInTimeout.
+func (c *conn) pingTick() {
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	if c.isClosed() || c.pingTimer == nil {
+		return
+	}
+	now := time.Now()
+	if c.pingPending {
+		if now.Before(c.pingDeadline) {
+			c.pingTimer.Reset(c.pingDeadline.Sub(now))
+			return
+		}
+		c.log.WithField("timeout", c.nopTimeout).Warn("NOP-In ping not answered, closing connection")
+		c.abort()
+		return
+	}
+	if next := c.lastPong.Add(c.nopInterval); now.Before(next) {
+		c.pingTimer.Reset(next.Sub(now))
+		return
+	}
+	c.pingPending = true
+	c.pingTTT = c.newTTT()
+	c.pingDeadline = now.Add(c.nopTimeout)
+	o := c.newOut()
+	o.hdr.SetOpcode(pdu.OpNOPIn, false)
+	o.hdr.SetFinal(true)
+	o.hdr.SetITT(pdu.ReservedTag)
+	o.hdr.SetTTT(c.pingTTT)
+	c.enqueueOut(o, false)
+	c.pingTimer.Reset(c.nopTimeout)
+}
+
+func (c *conn) pong(ttt uint32) {
+	c.pingMu.Lock()
+	if c.pingPending && ttt == c.pingTTT {
+		c.pingPending = false
+		c.lastPong = time.Now()
+	}
+	c.pingMu.Unlock()
+}
+
+func (c *conn) stopPings() {
+	c.pingMu.Lock()
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+		c.pingTimer = nil
+	}
+	c.pingMu.Unlock()
+}
+
+// newTTT returns a target transfer tag, never the reserved value.
+func (c *conn) newTTT() uint32 {
+	for {
+		if v := c.ttt.Add(1); v != pdu.ReservedTag {
+			return v
+		}
+	}
+}
+
+// --- teardown ---
+
+// abort forces the connection down (bad peer, shutdown timeout).
+func (c *conn) abort() {
+	c.closeOnce.Do(func() { close(c.closed) })
+	c.nc.Close()
+}
+
+// beginShutdown makes the reader stop at the next PDU boundary and drain.
+func (c *conn) beginShutdown(ctx context.Context) {
+	c.drainMu.Lock()
+	c.drainCtx = ctx
+	c.drainMu.Unlock()
+	c.draining.Store(true)
+	c.nc.SetReadDeadline(time.Now())
+}
+
+// waitInflight waits until the core finished every submitted command.
+func (c *conn) waitInflight(ctx context.Context) bool {
+	for c.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-c.closed:
+			return false
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return true
+}
+
+// teardown ends the connection and its session.
+func (c *conn) teardown(reason error) {
+	c.stopPings()
+	graceful := false
+	switch {
+	case errors.Is(reason, errLogout):
+		graceful = true
+	case errors.Is(reason, errDrain):
+		c.drainMu.Lock()
+		ctx := c.drainCtx
+		c.drainMu.Unlock()
+		graceful = c.waitInflight(ctx)
+		if graceful {
+			c.asyncDrop()
+		}
+	case errors.Is(reason, io.EOF), c.isClosed():
+		c.log.Debug("connection closed by peer")
+	default:
+		c.log.WithError(reason).Info("closing connection")
+	}
+	if !graceful {
+		c.closeOnce.Do(func() { close(c.closed) })
+		c.nc.Close()
+	}
+	c.dropLocalTasks()
+	if c.sess.core != nil {
+		// Aborts what is still running; their Done calls release them.
+		c.sess.core.Close()
+	}
+	c.closeQueue()
+	<-c.wdone
+	c.closeOnce.Do(func() { close(c.closed) })
+	c.nc.Close()
+	c.srv.removeSession(c.sess)
+	close(c.sess.ended)
+	c.log.Debug("session ended")
+}
+
+// asyncDrop tells the initiator the target drops the session (shutdown).
+func (c *conn) asyncDrop() {
+	o := c.newOut()
+	o.hdr.SetOpcode(pdu.OpAsyncMsg, false)
+	o.hdr.SetFinal(true)
+	o.hdr.SetITT(pdu.ReservedTag)
+	o.hdr.SetAsyncEvent(3) // target will drop all connections of the session
+	c.enqueueOut(o, false)
+}
+
+// stat renders the connection for iscsi/session.
+func (c *conn) stat(s *session) ConnStat {
+	st := ConnStat{CID: c.cid, RemoteIP: c.rip}
+	st.HeaderDigest = digestName(s.params.HeaderDigest)
+	st.DataDigest = digestName(s.params.DataDigest)
+	if c.isClosed() {
+		st.State = "closing"
+		return st
+	}
+	if c.reading.Load() {
+		st.State += "read_processing "
+	}
+	c.qmu.Lock()
+	if len(c.queue) > 0 {
+		st.State += "in_write_list "
+	}
+	c.qmu.Unlock()
+	if s.reinstating.Load() {
+		st.State += "reinstating "
+	}
+	if st.State == "" {
+		st.State = "established idle "
+	}
+	return st
+}
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
