@@ -276,9 +276,22 @@ func (c *fakeCore) Sessions() []target.SessionStat {
 	return slices.Clone(c.sessions)
 }
 
-// fakeVdisk keeps its devices in the fake core, as the real manager does.
+// devRegistry is where fakeVdisk registers devices: the fake core or a
+// real target.Core.
+type devRegistry interface {
+	addDevice(d *target.Device) error
+	removeDevice(name string) error
+}
+
+// realRegistry registers devices in a real core.
+type realRegistry struct{ c *target.Core }
+
+func (r realRegistry) addDevice(d *target.Device) error { return r.c.AddDevice(d) }
+func (r realRegistry) removeDevice(name string) error   { return r.c.RemoveDevice(name) }
+
+// fakeVdisk keeps its devices in the core, as the real manager does.
 type fakeVdisk struct {
-	core  *fakeCore
+	core  devRegistry
 	mu    sync.Mutex
 	disks []vdisk.DiskInfo
 	cds   []vdisk.CDROMInfo

@@ -459,6 +459,13 @@ func readAll(f *os.File) ([]byte, error) {
 func TestMountCommandErrnos(t *testing.T) {
 	m := mountFakes(t)
 	m.core.sessions = []target.SessionStat{{Info: target.SessionInfo{Initiator: "iqn.x:busy", Transport: "iscsi"}, Group: "busy"}}
+	runCommandTable(t, m)
+}
+
+// runCommandTable runs the command table of §1 against a mount whose core
+// has a session of initiator iqn.x:busy (which resolves to group "busy"
+// once that group lists the name).
+func runCommandTable(t *testing.T, m *fakeMount) {
 	img := filepath.Join(t.TempDir(), "img")
 	if err := os.WriteFile(img, make([]byte, 3<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -479,6 +486,7 @@ func TestMountCommandErrnos(t *testing.T) {
 		{"scsi_tgt/scsi_tgt", "add_group a/b\n", syscall.EINVAL},
 		{"scsi_tgt/scsi_tgt", "add_group\n", syscall.EINVAL},
 		{"scsi_tgt/scsi_tgt", "add_group busy\n", 0},
+		{"scsi_tgt/groups/busy/names", "add iqn.x:busy\n\x00", 0},
 		{"scsi_tgt/scsi_tgt", "del_group busy\n", syscall.EBUSY},
 		{"scsi_tgt/scsi_tgt", "del_group nope\n", syscall.EINVAL},
 		{"scsi_tgt/scsi_tgt", "del_group g4 x\n", syscall.EINVAL},
