@@ -43,6 +43,17 @@ type Options struct {
 	// create one, pass its scst_vdisk_ID to vdisk.ManagerOptions.VdiskID
 	// and hand it here.
 	Tunables *target.Tunables
+	// Owner is the user the daemon runs as after mounting, when it mounts
+	// as root and then drops privileges. It is reported as the owner of
+	// every node and recorded as the mount's user_id, so that the dropped
+	// daemon can still unmount (through fusermount3). nil: the current
+	// effective uid and gid.
+	Owner *Owner
+}
+
+// Owner is a uid/gid pair.
+type Owner struct {
+	UID, GID uint32
 }
 
 // Server is a mounted control filesystem.
@@ -65,11 +76,15 @@ func Mount(ctx context.Context, dir string, o Options) (*Server, error) {
 	if o.ISCSI != nil {
 		is = o.ISCSI
 	}
-	return mount(ctx, dir, &state{core: o.Core, vd: o.Vdisk, is: is, tun: o.Tunables, log: o.Log})
+	return mountAs(ctx, dir, &state{core: o.Core, vd: o.Vdisk, is: is, tun: o.Tunables, log: o.Log}, o.Owner)
 }
 
 // mount is Mount over the interfaces (tests pass fakes).
 func mount(ctx context.Context, dir string, st *state) (*Server, error) {
+	return mountAs(ctx, dir, st, nil)
+}
+
+func mountAs(ctx context.Context, dir string, st *state, owner *Owner) (*Server, error) {
 	if st.log == nil {
 		st.log = logrus.NewEntry(logrus.New())
 	}
@@ -82,6 +97,14 @@ func mount(ctx context.Context, dir string, st *state) (*Server, error) {
 	}
 
 	t := &tree{st: st, own: newOwner()}
+	var mountOpts []string
+	if owner != nil {
+		t.own.uid, t.own.gid = owner.UID, owner.GID
+		if os.Geteuid() == 0 {
+			// Given after go-fuse's own user_id/group_id, these win.
+			mountOpts = append(mountOpts, fmt.Sprintf("user_id=%d", owner.UID), fmt.Sprintf("group_id=%d", owner.GID))
+		}
+	}
 	root := &rootNode{dirNode: dirNode{own: t.own}, t: t}
 	zero := time.Duration(0)
 	opts := &fs.Options{
@@ -94,10 +117,12 @@ func mount(ctx context.Context, dir string, st *state) (*Server, error) {
 			AllowOther: true,
 			// The kernel enforces the file modes; root (scstadmin)
 			// bypasses them.
-			Options:           []string{"default_permissions"},
-			FsName:            fsName,
-			Name:              fsName,
-			DirectMount:       os.Geteuid() == 0,
+			Options:     append([]string{"default_permissions"}, mountOpts...),
+			FsName:      fsName,
+			Name:        fsName,
+			DirectMount: os.Geteuid() == 0,
+			// fusermount3 refuses user_id=; only a direct mount can set it.
+			DirectMountStrict: len(mountOpts) > 0,
 			ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
 			// One command must arrive in one WRITE request; anything
 			// longer than maxWrite is refused with EOVERFLOW anyway.

@@ -9,6 +9,7 @@ package controlfs
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -265,5 +266,44 @@ func TestUnprivilegedDaemon(t *testing.T) {
 	}
 	if mounted, _ := mountedAt(dir); mounted {
 		t.Error("still mounted after SIGTERM")
+	}
+}
+
+// TestMountOwnerDropped mounts as root for another owner (the daemon's
+// mount-then-drop-privileges start): the nodes belong to the owner and the
+// owner can unmount with fusermount3.
+func TestMountOwnerDropped(t *testing.T) {
+	needFUSE(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv not installed")
+	}
+	uid, gid := ensureTestUser(t)
+	base, err := os.MkdirTemp("", "controlfs-owner-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	dir := filepath.Join(base, "proc")
+	os.Mkdir(dir, 0o777)
+	st, _, _ := newFakeState()
+	srv, err := mountAs(context.Background(), dir, st, &Owner{UID: uid, GID: gid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Unmount() })
+	var s unix.Stat_t
+	if err := unix.Stat(dir+"/scsi_tgt/scsi_tgt", &s); err != nil || s.Uid != uid || s.Gid != gid {
+		t.Errorf("owner %d:%d %v, want %d:%d", s.Uid, s.Gid, err, uid, gid)
+	}
+	if out, err := asUser(&syscall.Credential{Uid: uid, Gid: gid}, "echo add_group o >"+dir+"/scsi_tgt/scsi_tgt && fusermount3 -u "+dir); err != nil {
+		t.Fatalf("owner write + fusermount3 -u: %v: %s", err, out)
+	}
+	done := make(chan struct{})
+	go func() { srv.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not stop after fusermount3 -u")
 	}
 }
