@@ -72,6 +72,8 @@ type state struct {
 // a contract violation reported as EIO.
 func (st *state) errnoOf(op string, err error) syscall.Errno {
 	if err == nil {
+		// Configuration changes are rare and worth an audit line.
+		st.log.WithField("command", op).Info("control command applied")
 		return 0
 	}
 	var e syscall.Errno
@@ -99,7 +101,11 @@ func (st *state) procWrite(run func(cmd string) syscall.Errno) writeFunc {
 		}
 		st.wmu.Lock()
 		defer st.wmu.Unlock()
-		if errno := run(commandText(data)); errno != 0 {
+		cmd := commandText(data)
+		if errno := run(cmd); errno != 0 {
+			if st.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+				st.log.WithFields(logrus.Fields{"command": cmd, "errno": errno.Error()}).Debug("control command refused")
+			}
 			return 0, errno
 		}
 		return uint32(len(data)), 0
@@ -222,7 +228,7 @@ func (st *state) execThreads(s string) syscall.Errno {
 	if errno != 0 {
 		return errno
 	}
-	return st.errnoOf("threads", st.tun.SetThreads(n))
+	return st.errnoOf("threads "+s, st.tun.SetThreads(n))
 }
 
 // writeModuleParam implements a write to a writable module-parameter file;
@@ -233,8 +239,8 @@ func (st *state) writeModuleParam(p target.ModuleParam) writeFunc {
 		if errno != 0 {
 			return 0, errno
 		}
-		if err := st.tun.SetParam(p, v); err != nil {
-			return 0, st.errnoOf(p.Name(), err)
+		if errno := st.errnoOf(p.Name()+" "+commandText(data), st.tun.SetParam(p, v)); errno != 0 {
+			return 0, errno
 		}
 		return uint32(len(data)), 0
 	}

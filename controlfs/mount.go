@@ -1,8 +1,3 @@
-// Package controlfs serves SCST's legacy procfs control interface
-// (/proc/scsi_tgt, spec/procfs.md §0, §1, §3) as a FUSE tree, by default at
-// /fuse/scst/proc. It is a thin view over the target core and the vdisk
-// manager: a write parses one command and calls one of their methods; a
-// read renders their current state.
 package controlfs
 
 import (
