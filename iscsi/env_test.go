@@ -216,5 +216,9 @@ func newTarget(tid uint32, name string) *config.Target {
 }
 
 func authAccounts(user, secret, tuser, tsecret string) auth.Accounts {
-	return auth.Accounts{Incoming: []auth.Account{{User: user, Secret: secret}}, Outgoing: &auth.Account{User: tuser, Secret: tsecret}}
+	a := auth.Accounts{Incoming: []auth.Account{{User: user, Secret: secret}}}
+	if tuser != "" {
+		a.Outgoing = &auth.Account{User: tuser, Secret: tsecret}
+	}
+	return a
 }
