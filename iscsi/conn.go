@@ -89,6 +89,7 @@ type conn struct {
 	frames  [writerFrames]pdu.Frame
 	nframes int
 	iov     [][]byte
+	wbuf    net.Buffers
 	rspTO   time.Duration
 
 	// Task registry by ITT; the writer removes finished tasks.
@@ -525,8 +526,12 @@ func (c *conn) emitOut(o *outPDU) {
 func (c *conn) flush() {
 	if len(c.iov) > 0 && !c.dead {
 		c.nc.SetWriteDeadline(time.Now().Add(c.rspTO))
-		bufs := net.Buffers(c.iov)
-		if _, err := bufs.WriteTo(c.nc); err != nil {
+		// WriteTo consumes the slice it is called on; a field (not a local,
+		// which would escape) keeps the writev path allocation-free.
+		c.wbuf = c.iov
+		_, err := c.wbuf.WriteTo(c.nc)
+		c.wbuf = nil
+		if err != nil {
 			c.dead = true
 			if !c.isClosed() {
 				c.log.WithError(err).Info("connection write failed")
