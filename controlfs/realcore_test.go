@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/scstd/scstd/target"
+	"github.com/scstd/scstd/vdisk"
 )
 
 // TestRealCoreMount runs the command table and the scstadmin reads against
@@ -29,4 +30,20 @@ func TestRealCoreMount(t *testing.T) {
 	if len(r.sessions) != 1 || strings.Join(r.sessions[0], " ") != "iscsi iqn.x:busy busy 0/0" {
 		t.Errorf("sessions %q", r.sessions)
 	}
+}
+
+// TestRealStackTable runs the command table against the real core and the
+// real vdisk manager.
+func TestRealStackTable(t *testing.T) {
+	needFUSE(t)
+	core := target.NewCore(target.Options{Log: testLog(), StateDir: t.TempDir()})
+	vm := newManager(t, core, vdisk.ManagerOptions{Log: testLog(), StateDir: t.TempDir()})
+	sess, err := core.NewSession(target.SessionInfo{Initiator: "iqn.x:busy", Target: "iqn.2001-04.com.example:t1", Transport: "iscsi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	st := &state{core: core, vd: vm, is: fakeTargets{paperTargets()}, tun: target.NewTunables(), log: testLog()}
+	m := mountState(t, t.TempDir(), st, nil, nil)
+	runCommandTable(t, m)
 }
