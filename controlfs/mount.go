@@ -53,12 +53,14 @@ type Owner struct {
 
 // Server is a mounted control filesystem.
 type Server struct {
-	dir  string
-	srv  *fuse.Server
-	log  *logrus.Entry
-	once sync.Once
-	uerr error
-	done chan struct{}
+	dir      string
+	dev      uint64 // st_dev of the mounted tree: names its fusectl entry
+	srv      *fuse.Server
+	log      *logrus.Entry
+	once     sync.Once
+	uerr     error
+	done     chan struct{}
+	doneOnce sync.Once
 }
 
 // Mount mounts the tree at dir and serves it until Unmount, or until ctx is
@@ -136,9 +138,13 @@ func mountAs(ctx context.Context, dir string, st *state, owner *Owner) (*Server,
 		return nil, fmt.Errorf("controlfs: mount %s: %w%s", dir, err, mountHints(dir))
 	}
 	s := &Server{dir: dir, srv: srv, log: log, done: make(chan struct{})}
+	var mst unix.Stat_t
+	if err := unix.Stat(dir, &mst); err == nil {
+		s.dev = mst.Dev
+	}
 	go func() {
 		srv.Wait()
-		close(s.done)
+		s.markDone()
 	}()
 	go func() {
 		select {
@@ -153,15 +159,21 @@ func mountAs(ctx context.Context, dir string, st *state, owner *Owner) (*Server,
 	return s, nil
 }
 
+func (s *Server) markDone() { s.doneOnce.Do(func() { close(s.done) }) }
+
 // Unmount unmounts the tree; it is safe to call more than once.
 func (s *Server) Unmount() error {
 	s.once.Do(func() {
 		err := s.srv.Unmount()
 		if err != nil {
 			// A busy mount (a shell cd'ed into it) cannot be unmounted
-			// normally; detach it so the daemon can exit.
+			// normally; detach it so the daemon can exit. Its remaining
+			// users are served until the connection is aborted (through
+			// fusectl when mounted) or the process exits.
 			if derr := detach(s.dir); derr == nil {
 				s.log.WithError(err).Warn("mount busy; detached it lazily")
+				abortConnection(s.dev)
+				s.markDone()
 				err = nil
 			}
 		}
@@ -173,8 +185,22 @@ func (s *Server) Unmount() error {
 	return s.uerr
 }
 
-// Wait blocks until the filesystem is unmounted.
+// Wait blocks until the tree is no longer mounted.
 func (s *Server) Wait() { <-s.done }
+
+// abortConnection aborts the FUSE connection of device dev through fusectl
+// (/sys/fs/fuse/connections/<minor>/abort), if fusectl is mounted; best
+// effort.
+func abortConnection(dev uint64) {
+	if dev == 0 {
+		return
+	}
+	p := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", unix.Minor(dev))
+	if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+		f.Write([]byte("1"))
+		f.Close()
+	}
+}
 
 // Dir returns the mountpoint.
 func (s *Server) Dir() string { return s.dir }

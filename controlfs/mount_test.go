@@ -771,3 +771,39 @@ func TestMountCancel(t *testing.T) {
 		t.Error("still mounted")
 	}
 }
+
+// TestUnmountBusy: a shell sitting in the tree does not keep the daemon
+// from stopping; the mount is detached lazily.
+func TestUnmountBusy(t *testing.T) {
+	needFUSE(t)
+	st, _, _ := newFakeState()
+	dir := t.TempDir()
+	srv, err := mount(context.Background(), dir, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The shell changes directory itself, after exec: a chdir between fork
+	// and exec would be served by this very process (go-fuse caveat 1a).
+	sh := exec.Command("bash", "-c", "cd "+dir+"/scsi_tgt && echo in && exec sleep 30")
+	out, _ := sh.StdoutPipe()
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sh.Process.Kill(); sh.Wait() }()
+	if l, _ := bufio.NewReader(out).ReadString('\n'); l != "in\n" {
+		t.Fatalf("shell: %q", l)
+	}
+	if err := srv.Unmount(); err != nil {
+		t.Fatalf("unmount with a busy mount: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { srv.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return after a lazy unmount")
+	}
+	if mounted, _ := mountedAt(dir); mounted {
+		t.Error("still mounted")
+	}
+}
