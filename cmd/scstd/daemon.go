@@ -100,7 +100,7 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 	defer l.Close()
 
 	if o.Mount != "" {
-		m, err := mountControl(ctx, o.Mount, svc)
+		m, err := mountControl(ctx, o.Mount, svc, cred)
 		if err != nil {
 			return fmt.Errorf("mount control tree at %s: %w (run scripts/setup-host.sh as root once, or use --no-mount)", o.Mount, err)
 		}
@@ -112,18 +112,17 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 			}
 		}
 		defer func() {
-			if helper != nil {
-				// Unprivileged now: the root helper detaches the mount
-				// once its pipe closes.
+			uerr := m.Unmount()
+			if uerr != nil && helper != nil {
+				// The root helper detaches the mount once its pipe closes.
 				helper.Close()
 				select {
 				case <-m.Done():
+					uerr = nil
 				case <-time.After(5 * time.Second):
-					log.WithField("dir", o.Mount).Warn("control tree still mounted; clear it with: fusermount3 -u " + o.Mount)
 				}
-				return
 			}
-			if uerr := m.Unmount(); uerr != nil {
+			if uerr != nil {
 				log.WithError(uerr).WithField("dir", o.Mount).Warn("unmount failed; clear it with: fusermount3 -u " + o.Mount)
 			}
 		}()

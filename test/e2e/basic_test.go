@@ -22,7 +22,7 @@ func TestDiscoveryInquiryCapacity(t *testing.T) {
 		if !strings.Contains(out, "Target:"+targetIQN+" Portal:"+d.Addr) {
 			t.Errorf("target %s at %s not listed:\n%s", targetIQN, d.Addr, out)
 		}
-		if !regexp.MustCompile(`(?m)^Lun:0\s+Type:DIRECT_ACCESS \(Size:64M\)`).MatchString(out) {
+		if !regexp.MustCompile(`(?m)^Lun:0\s+Type:DIRECT_ACCESS \(Size:6[34]M\)`).MatchString(out) {
 			t.Errorf("LUN 0 (64M disk) not listed:\n%s", out)
 		}
 	})
