@@ -208,6 +208,18 @@ func TestUnprivilegedDaemon(t *testing.T) {
 		})
 	}
 
+	// A mountpoint the user cannot write gets the mkdir/chmod advice.
+	ro := filepath.Join(base, "ro")
+	if err := os.Mkdir(ro, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if s := serveAs(t, bin, ro, uid, gid); !strings.Contains(s.first, "chmod 777 "+ro) {
+		s.cmd.Wait()
+		t.Errorf("unwritable mountpoint: %q", s.first)
+	} else {
+		s.cmd.Wait()
+	}
+
 	s := serveAs(t, bin, dir, uid, gid)
 	if s.first != "READY" {
 		t.Fatalf("unprivileged start: %q\n%s", s.first, s.stderr)
