@@ -170,7 +170,7 @@ func (s *Server) Unmount() error {
 			// normally; detach it so the daemon can exit. Its remaining
 			// users are served until the connection is aborted (through
 			// fusectl when mounted) or the process exits.
-			if derr := detach(s.dir); derr == nil {
+			if derr := detach(context.Background(), s.dir); derr == nil {
 				s.log.WithError(err).Warn("mount busy; detached it lazily")
 				abortConnection(s.dev)
 				s.markDone()
@@ -212,7 +212,7 @@ func prepareMountpoint(ctx context.Context, dir string, log *logrus.Entry) error
 	err := unix.Stat(dir, &stt)
 	if errors.Is(err, unix.ENOTCONN) {
 		log.Warn("clearing stale FUSE mount left by a previous run")
-		if derr := detach(dir); derr != nil {
+		if derr := detach(ctx, dir); derr != nil {
 			return fmt.Errorf("controlfs: %s is a stale FUSE mount and clearing it failed (%v); run: fusermount3 -u %s", dir, derr, dir)
 		}
 		err = unix.Stat(dir, &stt)
@@ -255,11 +255,11 @@ func mountHints(dir string) string {
 
 // detach lazily unmounts dir: directly as root, through fusermount3
 // otherwise.
-func detach(dir string) error {
+func detach(ctx context.Context, dir string) error {
 	if os.Geteuid() == 0 {
 		return unix.Unmount(dir, unix.MNT_DETACH)
 	}
-	out, err := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "fusermount3", "-u", "-z", dir).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("fusermount3 -u -z %s: %w: %s", dir, err, strings.TrimSpace(string(out)))
 	}

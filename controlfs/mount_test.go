@@ -501,6 +501,8 @@ func runCommandTable(t *testing.T, m *fakeMount) {
 		{"scsi_tgt/scsi_tgt", "assign 0:0:0:0 dev_disk\n\x00", syscall.EINVAL},
 		{"scsi_tgt/scsi_tgt", "frobnicate\n", syscall.EINVAL},
 		{"scsi_tgt/scsi_tgt", long, syscall.EOVERFLOW},
+		{"scsi_tgt/scsi_tgt", "add_group gmax" + strings.Repeat(" ", maxWrite-len("add_group gmax")), 0},
+		{"scsi_tgt/scsi_tgt", "del_group gmax\n", 0},
 		// vdisk/vdisk (§1.15)
 		{"scsi_tgt/vdisk/vdisk", "open d0 " + img + " 4096 NV_CACHE\x00", 0},
 		{"scsi_tgt/vdisk/vdisk", "open null_NULLIO /dev/zero 512 NULLIO\x00", 0},
