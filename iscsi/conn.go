@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,8 +185,16 @@ func (c *conn) serve() {
 	c.teardown(err)
 }
 
-// readLoop reads and dispatches PDUs until the connection ends.
-func (c *conn) readLoop() error {
+// readLoop reads and dispatches PDUs until the connection ends. A panic
+// while handling one connection's input is turned into an error so that it
+// only ends this connection (and is logged with its stack).
+func (c *conn) readLoop() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.WithField("stack", string(debug.Stack())).Errorf("panic in connection reader: %v", r)
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
 	for {
 		if err := c.rd.ReadHeader(&c.hdr); err != nil {
 			if c.draining.Load() {

@@ -809,3 +809,115 @@ func TestTargetsStat(t *testing.T) {
 		t.Fatalf("%+v", cs)
 	}
 }
+
+// TestContinuation sends login and text requests split with the C bit.
+func TestContinuation(t *testing.T) {
+	e := newEnv(t)
+	c, err := iscsitest.Dial(e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	text := param.AppendText(nil, []param.KV{
+		{Key: "InitiatorName", Value: "iqn.2026-01.test:initiator"},
+		{Key: "TargetName", Value: testTarget},
+		{Key: "AuthMethod", Value: "None"},
+	})
+	split := 20 // in the middle of a key
+	for i, part := range [][]byte{text[:split], text[split:]} {
+		var h pdu.BHS
+		h.SetOpcode(pdu.OpLoginReq, true)
+		h.SetLoginFlags(i == 1, i == 0, pdu.StageSecurity, pdu.StageOperational)
+		h.SetISID(0x400000000099)
+		h.SetITT(1)
+		h.SetCmdSN(1)
+		if err := c.Send(&h, nil, part); err != nil {
+			t.Fatal(err)
+		}
+		rh, data, err := c.Recv()
+		if err != nil || rh.StatusClass() != 0 {
+			t.Fatalf("part %d: %v %v", i, rh, err)
+		}
+		if i == 0 && (len(data) != 0 || rh.Transit()) {
+			t.Fatalf("continuation answered with T=%v %q", rh.Transit(), data)
+		}
+		if i == 1 && (!rh.Transit() || rh.NSG() != pdu.StageOperational) {
+			t.Fatalf("final part: T=%v NSG=%d", rh.Transit(), rh.NSG())
+		}
+	}
+	var h pdu.BHS
+	h.SetOpcode(pdu.OpLoginReq, true)
+	h.SetLoginFlags(true, false, pdu.StageOperational, pdu.StageFullFeature)
+	h.SetISID(0x400000000099)
+	h.SetITT(1)
+	h.SetCmdSN(1)
+	c.Send(&h, nil, param.AppendText(nil, []param.KV{{Key: "MaxRecvDataSegmentLength", Value: "8192"}}))
+	rh, _, err := c.Recv()
+	if err != nil || !rh.Transit() || rh.NSG() != pdu.StageFullFeature || rh.TSIH() == 0 {
+		t.Fatalf("login: %v %v", rh, err)
+	}
+	c.CmdSN = 1
+	// A Text Request in two parts.
+	req := param.AppendText(nil, []param.KV{{Key: "SendTargets", Value: "All"}})
+	var th pdu.BHS
+	th.SetOpcode(pdu.OpTextReq, false)
+	th.SetContinue(true)
+	th.SetITT(2)
+	th.SetTTT(pdu.ReservedTag)
+	th.SetCmdSN(c.CmdSN)
+	c.Send(&th, nil, req[:5])
+	rh, data, err := c.Recv()
+	if err != nil || rh.Opcode() != pdu.OpTextResp || rh.Final() || len(data) != 0 || rh.TTT() == pdu.ReservedTag {
+		t.Fatalf("text continuation ack: %v %q %v", rh, data, err)
+	}
+	c.CmdSN++
+	th.SetContinue(false)
+	th.SetFinal(true)
+	th.SetTTT(rh.TTT())
+	th.SetCmdSN(c.CmdSN)
+	c.Send(&th, nil, req[5:])
+	rh, data, err = c.Recv()
+	if err != nil || !rh.Final() || !bytes.Contains(data, []byte("TargetName="+testTarget)) {
+		t.Fatalf("text answer: %v %q %v", rh, data, err)
+	}
+}
+
+// TestDataDigestError: a Data-Out with a bad data digest is rejected and
+// its command fails; the connection survives.
+func TestDataDigestError(t *testing.T) {
+	e := newEnv(t, withParams(func(p *param.Config) {
+		p.DataDigest = []string{"CRC32C"}
+	}))
+	c := e.login(t, iscsitest.Options{DataDigest: true, Keys: []param.KV{{Key: "InitialR2T", Value: "Yes"}, {Key: "ImmediateData", Value: "No"}}})
+	cmd := &iscsitest.Cmd{CDB: iscsitest.Write10(0, 1), Write: make([]byte, blockSize)}
+	itt, _ := c.SendCommand(cmd)
+	r2t, _, err := c.Recv()
+	if err != nil || r2t.Opcode() != pdu.OpR2T {
+		t.Fatalf("want R2T: %v", err)
+	}
+	var d pdu.BHS
+	d.SetOpcode(pdu.OpDataOut, false)
+	d.SetFinal(true)
+	d.SetITT(itt)
+	d.SetTTT(r2t.TTT())
+	d.SetDataSegmentLength(blockSize)
+	raw := append(append(d[:], make([]byte, blockSize)...), 1, 2, 3, 4) // wrong digest
+	c.SendRaw(raw)
+	seen := map[pdu.Opcode]bool{}
+	for range 2 {
+		h, _, err := c.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[h.Opcode()] = true
+		if h.Opcode() == pdu.OpSCSIResp && h.Status() != scsi.StatusCheckCondition {
+			t.Fatalf("status %d", h.Status())
+		}
+	}
+	if !seen[pdu.OpReject] || !seen[pdu.OpSCSIResp] {
+		t.Fatalf("got %v", seen)
+	}
+	if _, err := c.NOP(nil); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -116,14 +116,15 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Transient (e.g. EMFILE surfaces as temporary): back off.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			// Transient failures (EMFILE, ECONNABORTED...): back off and
+			// keep serving, as a daemon must.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.WithError(err).Warn("accept failed")
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
 		c := newConn(s, nc)
