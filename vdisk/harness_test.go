@@ -161,6 +161,12 @@ func lunField(lun uint64) uint64 { return lun << 48 }
 // run submits one command and waits for it.
 func (s *sess) run(lun uint64, cdb []byte, edtl uint32, dataOut []byte) result {
 	s.h.t.Helper()
+	return s.runT(s.h.t, lun, cdb, edtl, dataOut)
+}
+
+// runT is run reporting failures to t (fuzz targets have their own T).
+func (s *sess) runT(t testing.TB, lun uint64, cdb []byte, edtl uint32, dataOut []byte) result {
+	t.Helper()
 	c := &target.Command{
 		LUN: lunField(lun), CDB: cdb, Attr: target.Simple, Tag: s.h.tag.Add(1),
 		ExpectedLen: edtl, DataOut: dataOut, Read: dataOut == nil && edtl > 0, Write: dataOut != nil,
@@ -176,10 +182,10 @@ func (s *sess) run(lun uint64, cdb []byte, edtl uint32, dataOut []byte) result {
 	select {
 	case <-doneCh:
 	case <-time.After(10 * time.Second):
-		s.h.t.Fatalf("command %x timed out", cdb)
+		t.Fatalf("command %x timed out", cdb)
 	}
 	if n := calls.Load(); n != 1 {
-		s.h.t.Fatalf("Done called %d times", n)
+		t.Fatalf("Done called %d times", n)
 	}
 	r := parseSense(c.Sense)
 	r.status = c.Status
