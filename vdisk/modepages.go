@@ -426,7 +426,7 @@ func highBit(b byte) uint8 {
 
 // modeFile is where saved mode parameters persist.
 func (d *vdev) modeFile() string {
-	return filepath.Join(d.stateDir, "vdisk", d.name+".mode")
+	return filepath.Join(d.stateDir, "vdev_mode_pages", d.name)
 }
 
 func (d *vdev) saveMode(bits uint32) error {

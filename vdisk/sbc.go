@@ -364,7 +364,8 @@ func execWriteVerify(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 		return check, d.notReady()
 	}
 	t := d.newTask(c, m, stWrite)
-	t.verify = true
+	// NULLIO discards writes, so there is nothing to read back.
+	t.verify = !d.flags.NullIO
 	if bytchk == 1 {
 		t.data = data
 	}
