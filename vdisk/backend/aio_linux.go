@@ -4,6 +4,7 @@ package backend
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ const (
 	iocbCmdPread  = 0
 	iocbCmdPwrite = 1
 	iocbCmdFdsync = 3
+	iocbFlagResfd = 1 << 0
 )
 
 // iocb is struct iocb: 64 bytes.
@@ -67,8 +69,14 @@ type aioSlot struct {
 // truly asynchronous only on O_DIRECT descriptors; one goroutine reaps
 // completions.
 type AIO struct {
-	fd    int
-	ctx   uintptr
+	fd  int
+	ctx uintptr
+	// ev is an eventfd the kernel signals on every completion
+	// (IOCB_FLAG_RESFD). Waiting on it through the runtime's netpoller
+	// parks only a goroutine, not an OS thread in io_getevents, which
+	// keeps completion latency at goroutine-wakeup cost.
+	evfd  int
+	ev    *os.File
 	bufs  *BufPool
 	slots []aioSlot
 	free  chan int32
@@ -91,13 +99,20 @@ func NewAIO(fd int, o AIOOptions) (*AIO, error) {
 	if o.Bufs == nil {
 		o.Bufs = NewBufPool(0)
 	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
 	var ctx uintptr
 	if _, _, e := unix.Syscall(unix.SYS_IO_SETUP, uintptr(o.Depth), uintptr(unsafe.Pointer(&ctx)), 0); e != 0 {
+		unix.Close(efd)
 		return nil, fmt.Errorf("io_setup: %w", e)
 	}
 	a := &AIO{
 		fd:       fd,
 		ctx:      ctx,
+		evfd:     efd,
+		ev:       os.NewFile(uintptr(efd), "aio-eventfd"),
 		bufs:     o.Bufs,
 		slots:    make([]aioSlot, o.Depth),
 		free:     make(chan int32, o.Depth),
@@ -164,7 +179,7 @@ func (a *AIO) start(idx int32, r *Request) {
 			copy(s.buf, r.Buf)
 		}
 	}
-	s.cb = iocb{data: uint64(idx), fd: uint32(a.fd)}
+	s.cb = iocb{data: uint64(idx), fd: uint32(a.fd), flags: iocbFlagResfd, resFd: uint32(a.evfd)}
 	switch r.Op {
 	case OpRead:
 		s.cb.opcode = iocbCmdPread
@@ -246,17 +261,15 @@ func (a *AIO) finish(idx int32, res int64) {
 	r.Done(r)
 }
 
-const aioPollNS = 200 * 1000 * 1000
-
 func (a *AIO) loop() {
 	defer close(a.loopDone)
 	events := make([]ioEvent, len(a.slots))
-	// A finite timeout lets the loop notice Close without io_destroy racing
-	// a blocked io_getevents on a context id the kernel may reuse.
-	ts := unix.Timespec{Nsec: aioPollNS}
+	var zero unix.Timespec
+	var cnt [8]byte
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_IO_GETEVENTS, a.ctx, 1, uintptr(len(events)),
-			uintptr(unsafe.Pointer(&events[0])), uintptr(unsafe.Pointer(&ts)), 0)
+		// Harvest without blocking; then sleep on the eventfd.
+		n, _, e := unix.RawSyscall6(unix.SYS_IO_GETEVENTS, a.ctx, 0, uintptr(len(events)),
+			uintptr(unsafe.Pointer(&events[0])), uintptr(unsafe.Pointer(&zero)), 0)
 		if e != 0 && e != unix.EINTR {
 			// Only a broken context gets here; nothing can complete.
 			return
@@ -269,7 +282,13 @@ func (a *AIO) loop() {
 		if a.over.n.Load() != 0 {
 			a.drain()
 		}
-		if n == 0 && a.closed.Load() && a.inflight.Load() == 0 && a.over.n.Load() == 0 {
+		if n > 0 {
+			continue
+		}
+		if a.closed.Load() && a.inflight.Load() == 0 && a.over.n.Load() == 0 {
+			return
+		}
+		if _, err := a.ev.Read(cnt[:]); err != nil {
 			return
 		}
 	}
@@ -285,8 +304,15 @@ func (a *AIO) Close() error {
 	for a.users.Load() != 0 {
 		runtime.Gosched()
 	}
+	// Wake the reaper so it sees the close once the last request is done.
+	one := [8]byte{1}
+	if _, err := unix.Write(a.evfd, one[:]); err != nil {
+		return fmt.Errorf("aio close: %w", err)
+	}
 	<-a.loopDone
-	if _, _, e := unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0); e != 0 {
+	_, _, e := unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0)
+	a.ev.Close()
+	if e != 0 {
 		return fmt.Errorf("io_destroy: %w", e)
 	}
 	return nil
