@@ -7,6 +7,7 @@ import (
 	"github.com/scstd/scstd/target"
 	"github.com/scstd/scstd/target/scsi"
 	"github.com/scstd/scstd/vdisk/backend"
+	"github.com/sirupsen/logrus"
 )
 
 // rwArgs are the fields shared by the READ/WRITE/VERIFY/PRE-FETCH/SYNC CACHE
@@ -100,6 +101,11 @@ func (d *vdev) initTasks() {
 }
 
 func (t *ioTask) onIO(r *backend.Request) {
+	if r.Err != nil {
+		// Backend errors are rare and worth an operator's attention.
+		t.d.log.WithError(r.Err).WithFields(logrus.Fields{"op": r.Op.String(), "offset": r.Off, "len": len(r.Buf)}).
+			Warn("backing store I/O failed")
+	}
 	switch t.stage {
 	case stRead:
 		if r.Err != nil {

@@ -188,3 +188,7 @@ func execPreventAllow(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 }
 
 func removableOnly(d *vdev) bool { return d.removable() }
+
+// Reset implements target.ResetHandler: a LOGICAL UNIT RESET or target
+// reset ends any PREVENT ALLOW MEDIUM REMOVAL (SPC-4 6.13).
+func (d *vdev) Reset() { d.prevent.Store(false) }

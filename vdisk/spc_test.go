@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/scstd/scstd/target"
 	"github.com/scstd/scstd/target/scsi"
 )
 
@@ -368,6 +369,14 @@ func TestStartStopRemovable(t *testing.T) {
 	expect(t, "eject prevented", s.run(lun, ssu(false, 0, 0x02), 0, nil), scsi.SenseIllegalRequest, scsi.ASCMediumRemovalPrevented)
 	good(t, "allow", s.run(lun, []byte{scsi.OpPreventAllowMediumRemoval, 0, 0, 0, 0, 0}, 0, nil))
 	good(t, "eject allowed", s.run(lun, ssu(false, 0, 0x02), 0, nil))
+	good(t, "load", s.run(lun, ssu(false, 0, 0x03), 0, nil))
+	// A LOGICAL UNIT RESET ends the prevention.
+	good(t, "prevent again", s.run(lun, []byte{scsi.OpPreventAllowMediumRemoval, 0, 0, 0, 1, 0}, 0, nil))
+	if resp := s.s.TaskMgmt(target.TMFLUNReset, lunField(lun), 0); resp != target.TMFComplete {
+		t.Fatalf("LUN reset: %d", resp)
+	}
+	s.clearUA(lun)
+	good(t, "eject after reset", s.run(lun, ssu(false, 0, 0x02), 0, nil))
 }
 
 // TestReportSupportedOpcodes checks RSOC against the opcode table: every
