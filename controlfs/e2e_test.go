@@ -43,7 +43,7 @@ func startE2E(t *testing.T) *e2e {
 	log := testLog()
 	core := target.NewCore(target.Options{Log: log, StateDir: t.TempDir()})
 	tun := target.NewTunables()
-	vm := newManager(t, core, vdisk.ManagerOptions{Log: log, StateDir: t.TempDir(), VdiskID: uint32(tun.Param(target.ParamVdiskID))})
+	vm := vdisk.NewManager(core, vdisk.ManagerOptions{Log: log, StateDir: t.TempDir(), VdiskID: uint32(tun.Param(target.ParamVdiskID))})
 	cfg, errs := config.Parse(strings.NewReader("Target " + e2eTarget + "\n"))
 	if len(errs) > 0 {
 		t.Fatalf("config: %v", errs)
@@ -75,21 +75,6 @@ func startE2E(t *testing.T) *e2e {
 	e := &e2e{t: t, dir: dir, addr: l.Addr().String(), w: startWriter(t, nil)}
 	t.Cleanup(e.w.close)
 	return e
-}
-
-// newManager returns a real vdisk manager, or skips the test while the vdisk
-// package is still its panicking contract.
-func newManager(t *testing.T, core *target.Core, o vdisk.ManagerOptions) *vdisk.Manager {
-	t.Helper()
-	defer func() {
-		if r := recover(); r != nil {
-			if s, _ := r.(string); s == "unimplemented" {
-				t.Skip("vdisk.Manager is not implemented yet")
-			}
-			panic(r)
-		}
-	}()
-	return vdisk.NewManager(core, o)
 }
 
 // cmd writes one command through the mount and fails the test on error.

@@ -37,7 +37,7 @@ func TestRealCoreMount(t *testing.T) {
 func TestRealStackTable(t *testing.T) {
 	needFUSE(t)
 	core := target.NewCore(target.Options{Log: testLog(), StateDir: t.TempDir()})
-	vm := newManager(t, core, vdisk.ManagerOptions{Log: testLog(), StateDir: t.TempDir()})
+	vm := vdisk.NewManager(core, vdisk.ManagerOptions{Log: testLog(), StateDir: t.TempDir()})
 	sess, err := core.NewSession(target.SessionInfo{Initiator: "iqn.x:busy", Target: "iqn.2001-04.com.example:t1", Transport: "iscsi"})
 	if err != nil {
 		t.Fatal(err)
@@ -46,4 +46,14 @@ func TestRealStackTable(t *testing.T) {
 	st := &state{core: core, vd: vm, is: fakeTargets{paperTargets()}, tun: target.NewTunables(), log: testLog()}
 	m := mountState(t, t.TempDir(), st, nil, nil)
 	runCommandTable(t, m)
+}
+
+// TestRealStackReplay replays scstadmin's bytes against the real core and
+// vdisk manager.
+func TestRealStackReplay(t *testing.T) {
+	needFUSE(t)
+	core := target.NewCore(target.Options{Log: testLog(), StateDir: t.TempDir()})
+	vm := vdisk.NewManager(core, vdisk.ManagerOptions{Log: testLog(), StateDir: t.TempDir()})
+	st := &state{core: core, vd: vm, tun: target.NewTunables(), log: testLog()}
+	runReplay(t, mountState(t, t.TempDir(), st, nil, nil))
 }

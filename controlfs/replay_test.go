@@ -105,7 +105,10 @@ func readAsScstadmin(t *testing.T, root string) scstadminRead {
 }
 
 func TestScstadminReplay(t *testing.T) {
-	m := mountFakes(t)
+	runReplay(t, mountFakes(t))
+}
+
+func runReplay(t *testing.T, m *fakeMount) {
 	p := m.p("scsi_tgt")
 	img := filepath.Join(t.TempDir(), "bzero.img")
 	if err := os.WriteFile(img, make([]byte, 4<<20), 0o644); err != nil {
