@@ -260,6 +260,31 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 
+	// A CD-ROM: peripheral type 5; eject and load through vcdrom/vcdrom.
+	iso := filepath.Join(t.TempDir(), "cd.iso")
+	if err := os.WriteFile(iso, make([]byte, 2048*64), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.cmd("vcdrom/vcdrom", "open cd0 "+iso+"\n")
+	e.cmd("groups/Default/devices", "add cd0 7\n\x00")
+	e.drainUAs(0)
+	inq := []byte{0x12, 0, 0, 0, 96, 0}
+	if r, err := e.c.Do(&iscsitest.Cmd{LUN: peripheralLUN(7), CDB: inq, ReadLen: 96}); err != nil || r.Status != 0 || len(r.Data) == 0 || r.Data[0]&0x1f != 5 {
+		t.Errorf("INQUIRY of the CD-ROM: %+v %v", r, err)
+	}
+	e.drainUAs(7)
+	e.cmd("vcdrom/vcdrom", "change cd0\n")
+	if r, err := e.c.Do(&iscsitest.Cmd{LUN: peripheralLUN(7), CDB: make([]byte, 6)}); err != nil || r.Status == 0 {
+		t.Errorf("TEST UNIT READY of an ejected CD-ROM succeeded: %+v %v", r, err)
+	}
+	if cd := e.read("vcdrom/vcdrom"); !strings.Contains(cd, "\ncd0               0         none\n") {
+		t.Errorf("vcdrom/vcdrom after eject:\n%s", cd)
+	}
+	e.cmd("vcdrom/vcdrom", "change cd0 "+iso+"\n")
+	e.drainUAs(7) // medium may have changed
+	e.cmd("groups/Default/devices", "del cd0\n\x00")
+	e.cmd("vcdrom/vcdrom", "close cd0\n")
+
 	// Removing the LUN and closing the device.
 	e.cmd("groups/Default/devices", "del disk1\n\x00")
 	e.drainUAs(0)
