@@ -171,24 +171,49 @@ func execStartStop(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 	if !d.removable() {
 		return invalidField(4, 1)
 	}
-	if start {
-		d.ejected.Store(false)
-		return done, scsi.Sense{}
-	}
+	// While removal is prevented the medium can be neither ejected nor
+	// (re)loaded through the initiator interface.
 	if d.prevent.Load() {
 		return check, senseRemovalPrevented
 	}
-	d.ejected.Store(true)
+	d.ejected.Store(!start)
 	return done, scsi.Sense{}
 }
 
+// execPreventAllow records the I_T nexus's PREVENT state (SPC-4 6.13):
+// removal stays prevented while any nexus prevents it.
 func execPreventAllow(d *vdev, c *target.Command) (outcome, scsi.Sense) {
-	d.prevent.Store(c.CDB[4]&0x01 != 0)
+	s := c.Session()
+	d.mu.Lock()
+	if c.CDB[4]&0x01 != 0 {
+		if d.preventers == nil {
+			d.preventers = make(map[*target.Session]struct{})
+		}
+		d.preventers[s] = struct{}{}
+	} else {
+		delete(d.preventers, s)
+	}
+	d.prevent.Store(len(d.preventers) != 0)
+	d.mu.Unlock()
 	return done, scsi.Sense{}
+}
+
+// NexusLost ends the PREVENT of an I_T nexus that logged out or dropped
+// (SPC-4 6.13); the core calls it when a session closes.
+func (d *vdev) NexusLost(s *target.Session) {
+	d.mu.Lock()
+	delete(d.preventers, s)
+	d.prevent.Store(len(d.preventers) != 0)
+	d.mu.Unlock()
 }
 
 func removableOnly(d *vdev) bool { return d.removable() }
 
 // Reset implements target.ResetHandler: a LOGICAL UNIT RESET or target
 // reset ends any PREVENT ALLOW MEDIUM REMOVAL (SPC-4 6.13).
-func (d *vdev) Reset() { d.prevent.Store(false) }
+func (d *vdev) Reset() {
+	d.mu.Lock()
+	clear(d.preventers)
+	d.prevent.Store(false)
+	d.mu.Unlock()
+}

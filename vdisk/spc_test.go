@@ -369,7 +369,20 @@ func TestStartStopRemovable(t *testing.T) {
 	expect(t, "eject prevented", s.run(lun, ssu(false, 0, 0x02), 0, nil), scsi.SenseIllegalRequest, scsi.ASCMediumRemovalPrevented)
 	good(t, "allow", s.run(lun, []byte{scsi.OpPreventAllowMediumRemoval, 0, 0, 0, 0, 0}, 0, nil))
 	good(t, "eject allowed", s.run(lun, ssu(false, 0, 0x02), 0, nil))
+	good(t, "prevent while ejected", s.run(lun, []byte{scsi.OpPreventAllowMediumRemoval, 0, 0, 0, 1, 0}, 0, nil))
+	expect(t, "load prevented", s.run(lun, ssu(false, 0, 0x03), 0, nil), scsi.SenseIllegalRequest, scsi.ASCMediumRemovalPrevented)
+	good(t, "allow", s.run(lun, []byte{scsi.OpPreventAllowMediumRemoval, 0, 0, 0, 0, 0}, 0, nil))
 	good(t, "load", s.run(lun, ssu(false, 0, 0x03), 0, nil))
+	// Prevention is per I_T nexus: another nexus's ALLOW does not lift
+	// it, the loss of the preventing nexus does.
+	other := h.session("iqn.other")
+	other.clearUA(lun)
+	good(t, "prevent", s.run(lun, []byte{scsi.OpPreventAllowMediumRemoval, 0, 0, 0, 1, 0}, 0, nil))
+	good(t, "allow other", other.run(lun, []byte{scsi.OpPreventAllowMediumRemoval, 0, 0, 0, 0, 0}, 0, nil))
+	expect(t, "still prevented", other.run(lun, ssu(false, 0, 0x02), 0, nil), scsi.SenseIllegalRequest, scsi.ASCMediumRemovalPrevented)
+	v, _ := h.m.lookup("rm", scsi.TypeDisk)
+	v.NexusLost(s.s)
+	good(t, "allowed after nexus loss", other.run(lun, ssu(false, 0, 0x03), 0, nil))
 	// A LOGICAL UNIT RESET ends the prevention.
 	good(t, "prevent again", s.run(lun, []byte{scsi.OpPreventAllowMediumRemoval, 0, 0, 0, 1, 0}, 0, nil))
 	if resp := s.s.TaskMgmt(target.TMFLUNReset, lunField(lun), 0); resp != target.TMFComplete {

@@ -95,8 +95,10 @@ type vdev struct {
 	med   atomic.Pointer[medium] // nil: no medium (empty CD-ROM drive)
 	// ejected is set when START STOP UNIT unloaded a removable disk.
 	ejected atomic.Bool
-	// prevent is PREVENT ALLOW MEDIUM REMOVAL's state (device-wide).
-	prevent atomic.Bool
+	// prevent is set while any I_T nexus (in preventers, under mu) has
+	// PREVENT ALLOW MEDIUM REMOVAL in effect.
+	prevent    atomic.Bool
+	preventers map[*target.Session]struct{}
 	// mediaEvent is the pending GET EVENT STATUS media event (CD-ROM).
 	mediaEvent atomic.Uint32
 	mode       modeState
