@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -919,5 +921,55 @@ func TestDataDigestError(t *testing.T) {
 	}
 	if _, err := c.NOP(nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHostACL: initiators.deny hides a target from discovery and refuses
+// logins; initiators.allow re-admits a host.
+func TestHostACL(t *testing.T) {
+	dir := t.TempDir()
+	deny := filepath.Join(dir, "initiators.deny")
+	allow := filepath.Join(dir, "initiators.allow")
+	if err := os.WriteFile(deny, []byte(testTarget+" ALL\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	e.srv.allow, e.srv.deny = allow, deny
+	c, _ := iscsitest.Dial(e.addr)
+	defer c.Close()
+	if err := c.Login(iscsitest.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if kvs, err := c.Text([]param.KV{{Key: "SendTargets", Value: "All"}}); err != nil || len(kvs) != 0 {
+		t.Fatalf("denied target listed: %v %v", kvs, err)
+	}
+	c2, _ := iscsitest.Dial(e.addr)
+	defer c2.Close()
+	var le *iscsitest.LoginError
+	if err := c2.Login(iscsitest.Options{TargetName: testTarget}); !errors.As(err, &le) || le.Status != 0x0203 {
+		t.Fatalf("denied login: %v", err)
+	}
+	// Files are re-read at each login.
+	if err := os.WriteFile(allow, []byte(testTarget+" 127.0.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.login(t, iscsitest.Options{})
+}
+
+// TestTextNegotiation: keys other than SendTargets in a normal session go
+// through the negotiation of full feature phase.
+func TestTextNegotiation(t *testing.T) {
+	e := newEnv(t)
+	c := e.login(t, iscsitest.Options{})
+	kvs, err := c.Text([]param.KV{{Key: "X-com.example.foo", Value: "1"}, {Key: "MaxBurstLength", Value: "4096"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, kv := range kvs {
+		got[kv.Key] = kv.Value
+	}
+	if got["X-com.example.foo"] != "NotUnderstood" || got["MaxBurstLength"] != "Reject" {
+		t.Fatalf("answers %v", got)
 	}
 }
