@@ -152,6 +152,17 @@ func senseCode(s []byte) uint16 {
 	return 0
 }
 
+// senseKey extracts the sense key from fixed or descriptor sense.
+func senseKey(s []byte) byte {
+	switch {
+	case len(s) >= 3 && s[0]&0x7e == 0x70:
+		return s[2] & 0x0f
+	case len(s) >= 2 && s[0]&0x7e == 0x72:
+		return s[1] & 0x0f
+	}
+	return 0
+}
+
 // drainUAs sends TEST UNIT READY to lun until it succeeds and returns the
 // ASC/ASCQ of every unit attention on the way.
 func (e *e2e) drainUAs(lun uint64) []uint16 {
@@ -219,6 +230,16 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if got := e.reportLUNs(); !slices.Equal(got, []uint64{0, 3}) {
 		t.Errorf("REPORT LUNS %v, want [0 3]", got)
+	}
+	// The READ_ONLY mapping refuses writes (DATA PROTECT), LUN 0 takes them.
+	e.drainUAs(3)
+	w := &iscsitest.Cmd{LUN: peripheralLUN(3), CDB: iscsitest.Write10(0, 1), Write: make([]byte, 512)}
+	if r, err := e.c.Do(w); err != nil || r.Status != 2 || len(r.Sense) < 3 || senseKey(r.Sense) != 7 {
+		t.Errorf("WRITE to a READ_ONLY mapping: %+v %v", r, err)
+	}
+	w.LUN = peripheralLUN(0)
+	if r, err := e.c.Do(w); err != nil || r.Status != 0 {
+		t.Errorf("WRITE to LUN 0: %+v %v", r, err)
 	}
 
 	// The initiator's name moves it to another group.
