@@ -49,8 +49,6 @@ type Manager struct {
 	crcTab    *crc32.Table
 	// mu serializes configuration changes (never taken on the data path).
 	mu sync.Mutex
-	// hooksFor gives a new device its path to the core; tests replace it.
-	hooksFor func(v *vdev) devHooks
 }
 
 // Limits and fixed sizes of spec §1.15.
@@ -83,7 +81,6 @@ func NewManager(core *target.Core, o ManagerOptions) *Manager {
 		cdTable:   newCDTable(),
 		bufs:      backend.NewBufPool(4096),
 		crcTab:    crc32.MakeTable(crc32.Castagnoli),
-		hooksFor:  func(v *vdev) devHooks { return coreHooks{v} },
 	}
 }
 
@@ -158,7 +155,7 @@ func (m *Manager) newVdev(name, handler string, devType byte, bs uint32, f Flags
 	}
 	v.loadMode()
 	v.initTasks()
-	v.hooks = m.hooksFor(v)
+	v.hooks = coreHooks{v}
 	return v
 }
 
@@ -329,7 +326,11 @@ func (m *Manager) lookup(name string, devType byte) (*vdev, error) {
 	}
 	v, ok := dev.Handler.(*vdev)
 	if !ok || v.devType != devType {
-		return nil, errnof(syscall.EINVAL, "device %q is not a %s", name, map[byte]string{0: "virtual disk", 5: "virtual CD-ROM"}[devType])
+		kind := "virtual disk"
+		if devType == scsi.TypeCDROM {
+			kind = "virtual CD-ROM"
+		}
+		return nil, errnof(syscall.EINVAL, "device %q is not a %s", name, kind)
 	}
 	return v, nil
 }

@@ -104,8 +104,7 @@ type vdev struct {
 	mode       modeState
 	dev        atomic.Pointer[target.Device]
 	tasks      sync.Pool // *ioTask
-	// hooks reach the core's device (unit attentions, D_SENSE); tests
-	// replace it.
+	// hooks reach the core's device (unit attentions, D_SENSE).
 	hooks devHooks
 	// mu serializes MODE SELECT and medium changes (control path only).
 	mu sync.Mutex
