@@ -41,6 +41,8 @@ type Core struct {
 	sess    []*Session          // live sessions in creation order; under mu
 	removed map[string]struct{} // devices whose removal is draining; under mu
 	nextSID atomic.Uint64
+	// ports numbers target ports for persistent reservations.
+	ports portTable
 }
 
 // config is one immutable configuration snapshot.
@@ -88,6 +90,10 @@ type Device struct {
 	// this device is or was reachable and that may still hold commands.
 	mu    sync.Mutex
 	nexus map[*nexus]struct{}
+
+	// pr is the reservation state (persistent and SPC-2), shared by all
+	// I_T nexuses, with its own lock; see pr.go.
+	pr prState
 }
 
 func errno(e syscall.Errno, format string, args ...any) error {
@@ -164,6 +170,9 @@ func (c *Core) AddDevice(d *Device) error {
 	}
 	d.core = c
 	d.nexus = make(map[*nexus]struct{})
+	// Restored before the device becomes visible, so the first command
+	// already sees a reservation that survived a restart (APTPL).
+	c.restorePR(d)
 	ncf := cf.clone()
 	ncf.devices = append(ncf.devices, d)
 	c.cfg.Store(ncf)

@@ -337,6 +337,9 @@ func (nx *nexus) runLocked() {
 		case aborted:
 			// Aborted between scheduling and execution: never started.
 			nx.complete(c)
+		case nx.reservation(c):
+			// A reservation command, or one a reservation refuses:
+			// completed by the core.
 		case pre == nil || !pre(c):
 			nx.dev.Handler.Exec(c)
 		}

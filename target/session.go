@@ -17,6 +17,11 @@ type SessionInfo struct {
 	Target string
 	// Transport is the SCST target template name ("iscsi").
 	Transport string
+	// ISID is the iSCSI initiator session identifier (48 bits), which with
+	// the initiator name identifies the initiator port for persistent
+	// reservations. 0 if unknown: sessions of one initiator name then
+	// share their registrations.
+	ISID uint64
 }
 
 // SessionStat is a snapshot of one session for rendering (spec §1.4).
@@ -63,6 +68,7 @@ func (c *Core) NewSession(info SessionInfo) (*Session, error) {
 		id:   c.nextSID.Add(1),
 	}
 	s.log = c.log.WithFields(logrus.Fields{"initiator": info.Initiator, "session": s.id, "target": info.Target})
+	c.ports.id(info.Target) // number the target port before READ FULL STATUS needs it
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s.view.Store(&sessView{luns: map[uint64]*nexus{}})
@@ -184,6 +190,8 @@ func (s *Session) Close() {
 		nx.retire()
 		nx.drain()
 	}
+	// I_T nexus loss ends SPC-2 reservations; registrations stay.
+	c.releaseSessionReservations(s)
 	s.log.Debug("session closed")
 }
 

@@ -170,6 +170,7 @@ type ResetHandler interface {
 }
 
 func (d *Device) reset() {
+	d.pr.resetSPC2()
 	if r, ok := d.Handler.(ResetHandler); ok {
 		r.Reset()
 	}
