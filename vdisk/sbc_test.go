@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"os"
+	"syscall"
 	"testing"
 
 	"github.com/scstd/scstd/target/scsi"
+	"github.com/scstd/scstd/vdisk/backend"
 )
 
 func pattern(n int, seed uint64) []byte {
@@ -344,4 +346,46 @@ func TestIOSenseMapping(t *testing.T) {
 			t.Errorf("%v write=%v: %#x/%#04x", tc.err, tc.write, s.Key, uint16(s.ASC))
 		}
 	}
+}
+
+// failEngine completes every request with err, as a failing disk would.
+type failEngine struct{ err error }
+
+func (f failEngine) Submit(r *backend.Request) { r.Err = f.err; r.Done(r) }
+func (failEngine) Close() error                { return nil }
+func (failEngine) Name() string                { return "fail" }
+
+// TestBackendErrors maps engine failures to sense data through the handler.
+func TestBackendErrors(t *testing.T) {
+	h := newHarness(t, ManagerOptions{})
+	lun, _ := h.disk("d", 64*512, 512, Flags{})
+	s := h.session("iqn.init")
+	s.clearUA(lun)
+	v, _ := h.m.lookup("d", scsi.TypeDisk)
+	real := v.med.Load().eng
+	defer func() { v.med.Load().eng = real }()
+	for _, tc := range []struct {
+		err  error
+		cdb  []byte
+		out  bool
+		key  byte
+		asc  scsi.ASC
+		name string
+	}{
+		{syscall.EIO, cdb10(scsi.OpRead10, 0, 1, 0), false, scsi.SenseMediumError, scsi.ASCUnrecoveredReadError, "read EIO"},
+		{syscall.EIO, cdb10(scsi.OpWrite10, 0, 1, 0), true, scsi.SenseMediumError, scsi.ASCWriteError, "write EIO"},
+		{syscall.ENOSPC, cdb16(scsi.OpWrite16, 0, 1, 0), true, scsi.SenseDataProtect, scsi.ASCNoSpace, "write ENOSPC"},
+		{syscall.EIO, cdb10(scsi.OpVerify10, 0, 1, 0), false, scsi.SenseMediumError, scsi.ASCUnrecoveredReadError, "verify EIO"},
+		{syscall.EIO, cdb10(scsi.OpWriteVerify10, 0, 1, 0), true, scsi.SenseMediumError, scsi.ASCWriteError, "write and verify EIO"},
+		{syscall.EIO, cdb10(scsi.OpSynchronizeCache10, 0, 0, 0), false, scsi.SenseMediumError, scsi.ASCWriteError, "sync EIO"},
+	} {
+		v.med.Load().eng = failEngine{tc.err}
+		var out []byte
+		if tc.out {
+			out = make([]byte, 512)
+		}
+		expect(t, tc.name, s.run(lun, tc.cdb, 512, out), tc.key, tc.asc)
+	}
+	v.med.Load().eng = real
+	good(t, "recovered", s.run(lun, cdb10(scsi.OpRead10, 0, 1, 0), 512, nil))
 }

@@ -2,6 +2,7 @@ package vdisk
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/scstd/scstd/target/scsi"
 	"github.com/scstd/scstd/vdisk/backend"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // Handler names (scsi_tgt "handler" column).
@@ -48,6 +50,12 @@ func (m *medium) close() error {
 			m.closeErr = m.eng.Close()
 		}
 		if m.file != nil {
+			// Leave nothing only in the page cache when a device goes away
+			// (daemon shutdown, close, medium change); files that cannot be
+			// synced (/dev/zero, read-only media) answer EINVAL/EBADF.
+			if err := unix.Fdatasync(int(m.file.Fd())); err != nil && err != unix.EINVAL && err != unix.EBADF && m.closeErr == nil {
+				m.closeErr = fmt.Errorf("fdatasync %s: %w", m.path, err)
+			}
 			if err := m.file.Close(); err != nil && m.closeErr == nil {
 				m.closeErr = err
 			}
