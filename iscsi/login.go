@@ -353,7 +353,7 @@ func (c *conn) establish(ls *loginState) (*session, error) {
 		if srv.core == nil {
 			return nil, fail(statusTargetError, "no SCSI core")
 		}
-		cs, err := srv.core.NewSession(target.SessionInfo{Initiator: coreName, Target: sess.targetName, Transport: "iscsi"})
+		cs, err := srv.core.NewSession(target.SessionInfo{Initiator: coreName, Target: sess.targetName, Transport: "iscsi", ISID: ls.isid})
 		if err != nil {
 			return nil, fail(statusOutOfResources, "core session: %w", err)
 		}
