@@ -28,8 +28,8 @@ func newCDTable() *opTable {
 	for _, e := range []*opEntry{
 		{name: "READ CAPACITY", op: scsi.OpReadCapacity10, cdbLen: 10,
 			usage: usage(0x25, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x01, 0), flags: fMedium, exec: execReadCapacity10},
-		{name: "READ(10)", op: scsi.OpRead10, cdbLen: 10, usage: rw10(scsi.OpRead10, 0x18), flags: fMedium, exec: execRead},
-		{name: "READ(12)", op: scsi.OpRead12, cdbLen: 12, usage: rw12(scsi.OpRead12, 0x18), flags: fMedium, exec: execRead},
+		{name: "READ(10)", op: scsi.OpRead10, cdbLen: 10, usage: rw10(scsi.OpRead10, 0xf8), flags: fMedium, exec: execRead},
+		{name: "READ(12)", op: scsi.OpRead12, cdbLen: 12, usage: rw12(scsi.OpRead12, 0xf8), flags: fMedium, exec: execRead},
 		{name: "READ TOC/PMA/ATIP", op: scsi.OpReadTOC, cdbLen: 10,
 			usage: usage(0x43, 0x02, 0x0f, 0, 0, 0, 0xff, 0xff, 0xff, 0xc0), flags: fMedium, exec: execReadTOC},
 		{name: "GET CONFIGURATION", op: scsi.OpGetConfiguration, cdbLen: 10,
