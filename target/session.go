@@ -189,6 +189,9 @@ func (s *Session) Close() {
 		nx.abortAll(nil)
 		nx.retire()
 		nx.drain()
+		if h, ok := nx.dev.Handler.(NexusLossHandler); ok {
+			h.NexusLost(s)
+		}
 	}
 	// I_T nexus loss ends SPC-2 reservations; registrations stay.
 	c.releaseSessionReservations(s)

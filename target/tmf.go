@@ -169,6 +169,13 @@ type ResetHandler interface {
 	Reset()
 }
 
+// NexusLossHandler is implemented by handlers that keep per-I_T-nexus state
+// (PREVENT ALLOW MEDIUM REMOVAL): NexusLost is called after the session's
+// commands on the device finished, when the session logs out or drops.
+type NexusLossHandler interface {
+	NexusLost(s *Session)
+}
+
 func (d *Device) reset() {
 	d.pr.resetSPC2()
 	if r, ok := d.Handler.(ResetHandler); ok {
