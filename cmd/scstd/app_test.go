@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/scstd/scstd/iscsi/config"
+	"github.com/scstd/scstd/target/scstconf"
 	"github.com/sirupsen/logrus"
 )
 
@@ -246,5 +247,24 @@ func TestISCSISamplesParse(t *testing.T) {
 	}
 	if !config.Allowed(allow, deny, DemoTarget, net.ParseIP("10.1.1.1")) {
 		t.Error("sample ACLs restrict a target they do not name")
+	}
+}
+
+// The shipped scst.conf samples parse.
+func TestSCSTSamplesParse(t *testing.T) {
+	for _, file := range []string{"scst_usermode.conf", "demo/scst.conf"} {
+		f, err := os.Open(filepath.Join("..", "..", "samples", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := scstconf.Parse(f)
+		f.Close()
+		if err != nil {
+			t.Errorf("%s: %v", file, err)
+			continue
+		}
+		if len(cfg.Handlers) == 0 || len(cfg.Assignments) == 0 {
+			t.Errorf("%s: no handlers or assignments parsed", file)
+		}
 	}
 }
