@@ -174,7 +174,7 @@ func parseTransportID(b []byte) (name string, isid uint64, n int, err error) {
 	case tidFormatName:
 		name = s
 	case tidFormatNameISID:
-		i := strings.Index(strings.ToLower(s), ",i,0x")
+		i := indexISIDSeparator(s)
 		if i < 0 {
 			return "", 0, 0, fmt.Errorf("%w: no ISID separator", errTransportID)
 		}
@@ -195,4 +195,28 @@ func parseTransportID(b []byte) (name string, isid uint64, n int, err error) {
 		return "", 0, 0, fmt.Errorf("%w: name %q", errTransportID, name)
 	}
 	return name, isid, n, nil
+}
+
+// indexISIDSeparator finds ",i,0x" in s, the letters in either case. It
+// folds ASCII only: lowering the whole string could change its length
+// (invalid UTF-8 becomes U+FFFD) and misplace the index.
+func indexISIDSeparator(s string) int {
+	const sep = ",i,0x"
+	for i := 0; i+len(sep) <= len(s); i++ {
+		match := true
+		for j := 0; j < len(sep); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != sep[j] {
+				match = false
+				break
+			}
+		}
+		if match {
+			return i
+		}
+	}
+	return -1
 }
