@@ -261,7 +261,9 @@ func (c *conn) dropLocalTasks() {
 	var victims []*task
 	c.tmu.Lock()
 	for _, t := range c.tasks {
-		if t.state != stSubmitted && t.state != stFailed {
+		// Submitted tasks belong to the core and queued local failures to
+		// the writer; everything else is still the reader's.
+		if t.state != stSubmitted && !t.local {
 			victims = append(victims, t)
 		}
 	}
