@@ -11,8 +11,10 @@
 // Data path: a transport calls Session.Submit in CmdSN order; the core
 // answers REPORT LUNS, REQUEST SENSE and commands to unmapped LUNs itself,
 // reports pending unit attentions and deferred errors, applies the task
-// attribute rules of the LUN's task set and then calls Handler.Exec (after
-// Options.PreExec, the hook for reservations and ALUA). Configuration is an
+// attribute rules of the LUN's task set, executes the reservation commands
+// (PERSISTENT RESERVE IN/OUT, RESERVE/RELEASE; see CoreOpcodes), refuses
+// commands a reservation forbids with RESERVATION CONFLICT, and then calls
+// Handler.Exec (after Options.PreExec, the hook for ALUA). Configuration is an
 // immutable snapshot swapped under one mutex; each session reads its own
 // atomically published view, and each I_T_L nexus has its own lock, so
 // sessions share no lock while submitting and completing commands.

@@ -23,7 +23,8 @@ type Options struct {
 	// after unit attentions and queueing rules were applied. It returns true
 	// if it completed the command itself (for example with RESERVATION
 	// CONFLICT); the handler then does not see the command. This is the hook
-	// where reservations and ALUA state checks plug in.
+	// where ALUA state checks plug in; reservations are checked just before
+	// it by the core itself.
 	PreExec func(c *Command) bool
 }
 
