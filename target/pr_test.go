@@ -2,6 +2,7 @@ package target
 
 import (
 	"encoding/binary"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -160,7 +161,8 @@ func TestPRRegister(t *testing.T) {
 	}{
 		{"register new", 0, proutRegister, 0, 0xa1, scsi.StatusGood, []uint64{0xa1}, true},
 		{"register new with nonzero key", 0, proutRegister, 0x99, 0xa1, scsi.StatusReservationConflict, nil, false},
-		{"register zero while unregistered", 0, proutRegister, 0, 0, scsi.StatusGood, nil, true},
+		{"register zero while unregistered", 0, proutRegister, 0, 0, scsi.StatusGood, nil, false},
+		{"ignore zero while unregistered", 0, proutRegisterIgnore, 0x5, 0, scsi.StatusGood, nil, false},
 		{"re-register with right key", 0xa1, proutRegister, 0xa1, 0xa2, scsi.StatusGood, []uint64{0xa2}, true},
 		{"re-register with wrong key", 0xa1, proutRegister, 0xa9, 0xa2, scsi.StatusReservationConflict, []uint64{0xa1}, false},
 		{"unregister", 0xa1, proutRegister, 0xa1, 0, scsi.StatusGood, nil, true},
@@ -771,3 +773,47 @@ func BenchmarkSubmitUnderReservation(b *testing.B) {
 		b.Fatalf("status %#x", status)
 	}
 }
+
+func TestPRRegistrationLimit(t *testing.T) {
+	var d prData
+	for i := 0; i < maxRegistrants; i++ {
+		d.regs = append(d.regs, registrant{key: uint64(i + 1), name: "iqn.x:i", isid: uint64(i + 1), target: prTarget})
+	}
+	r := proutReq{sa: proutRegisterIgnore, sark: 0x77}
+	_, err := applyPROUT(&d, &r, nexusID{"iqn.x:new", 5, prTarget}, &portTable{}, false)
+	var pe *prErr
+	if !errorsAs(err, &pe) || pe.sense.ASC != scsi.ASCInsufficientRegistrationResources {
+		t.Fatalf("err %v", err)
+	}
+	// An existing registrant can still change its key.
+	if _, err := applyPROUT(&d, &r, nexusID{"iqn.x:i", 3, prTarget}, &portTable{}, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPRAllTargetPorts(t *testing.T) {
+	e := newPREnv(t, "")
+	other := func(ini string, isid uint64) *Session {
+		s, err := e.core.NewSession(SessionInfo{Initiator: ini, Target: "iqn.2026-01.test:t2", ISID: isid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		clearUAs(t, s, 0)
+		return s
+	}
+	prout(t, e.a, proutRegister, 0, 0, 0xa, 0x04) // ALL_TG_PT
+	prout(t, e.b, proutRegister, 0, 0, 0xb, 0)
+	a2 := other("iqn.2026-01.test:a", 0x23d000000001)
+	b2 := other("iqn.2026-01.test:b", 0x23d000000002)
+	// a is registered through every target port, b only through t1.
+	if r := prout(t, a2, proutReserve, prExclusiveAccess, 0xa, 0, 0); r.status != scsi.StatusGood {
+		t.Fatalf("a via t2: %#x", r.status)
+	}
+	if r := prout(t, b2, proutRelease, prExclusiveAccess, 0xb, 0, 0); r.status != scsi.StatusReservationConflict {
+		t.Fatalf("b via t2: %#x", r.status)
+	}
+	wantStatus(t, "a via t1 holds it too", run(t, e.a, 0, write10()...), scsi.StatusGood)
+}
+
+func errorsAs(err error, pe **prErr) bool { return errors.As(err, pe) }

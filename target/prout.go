@@ -144,14 +144,16 @@ func applyPROUT(d *prData, r *proutReq, id nexusID, ports *portTable, canPersist
 			if r.sa == proutRegister && r.key != 0 {
 				return fx, errConflict
 			}
-			if r.sark != 0 {
-				if len(d.regs) >= maxRegistrants {
-					return fx, checkErr(scsi.Sense{Key: scsi.SenseIllegalRequest, ASC: scsi.ASCInsufficientRegistrationResources})
-				}
-				reg := registrant{key: r.sark, name: id.name, isid: id.isid, target: id.target, allTgPt: r.allTgPt}
-				d.regs = append(d.regs, reg)
-				d.aptpl = r.aptpl
+			if r.sark == 0 {
+				// Unregistering what is not registered: nothing
+				// changes, so neither does the generation.
+				return fx, nil
 			}
+			if len(d.regs) >= maxRegistrants {
+				return fx, checkErr(scsi.Sense{Key: scsi.SenseIllegalRequest, ASC: scsi.ASCInsufficientRegistrationResources})
+			}
+			d.regs = append(d.regs, registrant{key: r.sark, name: id.name, isid: id.isid, target: id.target, allTgPt: r.allTgPt})
+			d.aptpl = r.aptpl
 			d.gen++
 			return fx, nil
 		}
