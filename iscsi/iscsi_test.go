@@ -973,3 +973,84 @@ func TestTextNegotiation(t *testing.T) {
 		t.Fatalf("answers %v", got)
 	}
 }
+
+// TestOutstandingR2T: the target keeps MaxOutstandingR2T R2Ts in flight
+// and issues the next one as each sequence completes.
+func TestOutstandingR2T(t *testing.T) {
+	e := newEnv(t)
+	c := e.login(t, iscsitest.Options{Keys: []param.KV{
+		{Key: "InitialR2T", Value: "Yes"}, {Key: "ImmediateData", Value: "No"},
+		{Key: "MaxBurstLength", Value: "512"}, {Key: "FirstBurstLength", Value: "512"},
+		{Key: "MaxOutstandingR2T", Value: "4"},
+	}})
+	data := pattern(8*blockSize, 77)
+	cmd := &iscsitest.Cmd{CDB: iscsitest.Write10(0, 8), Write: data}
+	itt, err := c.SendCommand(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r2ts []*pdu.Header
+	for i := range 4 {
+		h, _, err := c.Recv()
+		if err != nil || h.Opcode() != pdu.OpR2T || h.R2TSN() != uint32(i) || h.BufferOffset() != uint32(i*blockSize) || h.DesiredLength() != blockSize {
+			t.Fatalf("R2T %d: %v %v", i, h, err)
+		}
+		r2ts = append(r2ts, h)
+	}
+	c.Timeout = 200 * time.Millisecond
+	if h, _, err := c.Recv(); err == nil {
+		t.Fatalf("fifth PDU %v before any data", h.Opcode())
+	}
+	c.NC.SetReadDeadline(time.Time{})
+	c.Timeout = 10 * time.Second
+	// Answer the second R2T first: sequences may complete in any order.
+	for _, i := range []int{1, 0} {
+		var d pdu.BHS
+		d.SetOpcode(pdu.OpDataOut, false)
+		d.SetFinal(true)
+		d.SetITT(itt)
+		d.SetTTT(r2ts[i].TTT())
+		d.SetBufferOffset(r2ts[i].BufferOffset())
+		c.Send(&d, nil, data[i*blockSize:(i+1)*blockSize])
+		h, _, err := c.Recv()
+		if err != nil || h.Opcode() != pdu.OpR2T || h.R2TSN() != uint32(4+len(r2ts)-4) {
+			t.Fatalf("R2T after data: %v %v", h, err)
+		}
+		r2ts = append(r2ts, h)
+	}
+	// Finish the remaining sequences through the normal path.
+	res := &iscsitest.Result{R2Ts: len(r2ts)}
+	for _, h := range r2ts[2:] {
+		var d pdu.BHS
+		d.SetOpcode(pdu.OpDataOut, false)
+		d.SetFinal(true)
+		d.SetITT(itt)
+		d.SetTTT(h.TTT())
+		d.SetBufferOffset(h.BufferOffset())
+		c.Send(&d, nil, data[h.BufferOffset():h.BufferOffset()+blockSize])
+	}
+	for {
+		h, _, err := c.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Opcode() == pdu.OpR2T {
+			res.R2Ts++
+			var d pdu.BHS
+			d.SetOpcode(pdu.OpDataOut, false)
+			d.SetFinal(true)
+			d.SetITT(itt)
+			d.SetTTT(h.TTT())
+			d.SetBufferOffset(h.BufferOffset())
+			c.Send(&d, nil, data[h.BufferOffset():h.BufferOffset()+blockSize])
+			continue
+		}
+		if h.Opcode() != pdu.OpSCSIResp || h.Status() != 0 || h.ExpDataSN() != 8 {
+			t.Fatalf("response %v status %d ExpDataSN %d", h.Opcode(), h.Status(), h.ExpDataSN())
+		}
+		break
+	}
+	if res.R2Ts != 8 || !bytes.Equal(e.disk.bytes(0, len(data)), data) {
+		t.Fatalf("%d R2Ts, data equal %v", res.R2Ts, bytes.Equal(e.disk.bytes(0, len(data)), data))
+	}
+}
