@@ -7,7 +7,8 @@
 //
 // The bounded variants run in `go test ./test/reliability/...`; setting
 // SCSTD_SOAK=1 lengthens the load and fuzz phases (SCSTD_SOAK_SECS, default
-// 600 s each).
+// 600 s each). SCSTD_TEST_BIN names a prebuilt daemon binary to test
+// instead of building ./cmd/scstd.
 package reliability
 
 import (
@@ -46,6 +47,11 @@ func setupAndRun(m *testing.M) int {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, "reliability:", err)
 		return 1
+	}
+	if prebuilt := os.Getenv("SCSTD_TEST_BIN"); prebuilt != "" {
+		// A binary built elsewhere (for example from a clean checkout).
+		testEnv = env{repoRoot: root, bin: prebuilt}
+		return m.Run()
 	}
 	bin := filepath.Join(dir, "scstd")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/scstd")
