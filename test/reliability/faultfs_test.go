@@ -35,8 +35,8 @@ type faultDisk struct {
 	// (no page cache to hide a failing read). Without it the kernel turns
 	// O_DSYNC/RWF_DSYNC writes into FUSE_FSYNC, which the durability model
 	// needs.
-	directIO bool
-	fsyncs, writes    atomic.Int64
+	directIO       bool
+	fsyncs, writes atomic.Int64
 }
 
 const faultPage = 4096
