@@ -127,7 +127,7 @@ type env struct {
 	log  *logrus.Logger
 }
 
-type envOpt func(*config.File)
+type envOpt func(*config.File, *Options)
 
 func quietLog() *logrus.Logger {
 	l := logrus.New()
@@ -151,10 +151,11 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 		t.Fatal(err)
 	}
 	cfg := &config.File{Targets: []*config.Target{{TID: 1, Name: testTarget, Params: param.DefaultConfig()}}}
+	so := Options{Core: core, Config: cfg, Log: logrus.NewEntry(log)}
 	for _, o := range opts {
-		o(cfg)
+		o(cfg, &so)
 	}
-	srv := NewServer(Options{Core: core, Config: cfg, Log: logrus.NewEntry(log)})
+	srv := NewServer(so)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -171,11 +172,11 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 }
 
 func withParams(f func(*param.Config)) envOpt {
-	return func(c *config.File) { f(&c.Targets[0].Params) }
+	return func(c *config.File, _ *Options) { f(&c.Targets[0].Params) }
 }
 
 func withAccounts(a auth.Accounts) envOpt {
-	return func(c *config.File) { c.Targets[0].Accounts = a }
+	return func(c *config.File, _ *Options) { c.Targets[0].Accounts = a }
 }
 
 // login dials and logs in to the test target.

@@ -495,7 +495,7 @@ func TestDataSNErrors(t *testing.T) {
 }
 
 func TestDiscovery(t *testing.T) {
-	e := newEnv(t, func(f *configFile) {
+	e := newEnv(t, func(f *configFile, _ *Options) {
 		for i := 2; i <= 40; i++ {
 			f.Targets = append(f.Targets, newTarget(uint32(i), fmt.Sprintf("iqn.2026-01.test:a-rather-long-target-name-number-%03d", i)))
 		}
@@ -561,7 +561,7 @@ func TestDiscovery(t *testing.T) {
 }
 
 func TestLoginFailures(t *testing.T) {
-	e := newEnv(t, func(f *configFile) {
+	e := newEnv(t, func(f *configFile, _ *Options) {
 		f.Targets = append(f.Targets, newTarget(2, "iqn.2026-01.test:limited"))
 		f.Targets[1].Params.MaxSessions = 1
 	})
@@ -933,8 +933,7 @@ func TestHostACL(t *testing.T) {
 	if err := os.WriteFile(deny, []byte(testTarget+" ALL\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t)
-	e.srv.allow, e.srv.deny = allow, deny
+	e := newEnv(t, func(_ *configFile, o *Options) { o.InitiatorsAllow, o.InitiatorsDeny = allow, deny })
 	c, _ := iscsitest.Dial(e.addr)
 	defer c.Close()
 	if err := c.Login(iscsitest.Options{}); err != nil {

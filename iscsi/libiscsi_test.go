@@ -41,10 +41,11 @@ func fileEnv(t testing.TB, addr string, cfgOpts ...envOpt) (*Server, string) {
 		t.Fatal(err)
 	}
 	cfg := &config.File{Targets: []*config.Target{{TID: 1, Name: testTarget, Params: param.DefaultConfig()}}}
+	so := Options{Core: core, Config: cfg, Log: logrus.NewEntry(log)}
 	for _, o := range cfgOpts {
-		o(cfg)
+		o(cfg, &so)
 	}
-	srv := NewServer(Options{Core: core, Config: cfg, Log: logrus.NewEntry(log)})
+	srv := NewServer(so)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
