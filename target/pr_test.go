@@ -589,7 +589,9 @@ func TestPRParameterChecks(t *testing.T) {
 	// Fewer bytes arrived than the CDB announced.
 	wantSense(t, "short data", runData(t, e.a, proutCDB(proutRegister, 0, 24), make([]byte, 10)),
 		scsi.SenseIllegalRequest, scsi.ASCParameterListLengthError)
-	wantSense(t, "SPEC_I_PT", prout(t, e.a, proutRegister, 0, 0, 0xa, 0x08),
+	wantSense(t, "SPEC_I_PT without TransportIDs", prout(t, e.a, proutRegister, 0, 0, 0xa, 0x08),
+		scsi.SenseIllegalRequest, scsi.ASCParameterListLengthError)
+	wantSense(t, "SPEC_I_PT on REGISTER AND IGNORE", prout(t, e.a, proutRegisterIgnore, 0, 0, 0xa, 0x08),
 		scsi.SenseIllegalRequest, scsi.ASCInvalidFieldInParameterList)
 	wantSense(t, "APTPL without a state directory", prout(t, e.a, proutRegister, 0, 0, 0xa, 0x01),
 		scsi.SenseIllegalRequest, scsi.ASCInvalidFieldInParameterList)
@@ -610,7 +612,7 @@ func TestPRINFormats(t *testing.T) {
 
 	r := prin(t, e.a, prinReportCapabilities, 100)
 	wantStatus(t, "REPORT CAPABILITIES", r, scsi.StatusGood)
-	wantCaps := []byte{0, 8, 0x15, 0xb0, 0xea, 0x01, 0, 0}
+	wantCaps := []byte{0, 8, 0x1d, 0xb0, 0xea, 0x01, 0, 0}
 	if !reflect.DeepEqual(r.data, wantCaps) {
 		t.Fatalf("capabilities %x, want %x", r.data, wantCaps)
 	}
@@ -817,3 +819,55 @@ func TestPRAllTargetPorts(t *testing.T) {
 }
 
 func errorsAs(err error, pe **prErr) bool { return errors.As(err, pe) }
+
+// specIPT builds a REGISTER parameter list with SPEC_I_PT and TransportIDs.
+func specIPT(key, sark uint64, flags byte, ports ...tidPort) []byte {
+	p := proutParams(key, sark, flags|0x08)
+	var tids []byte
+	for _, pt := range ports {
+		tids = appendTransportID(tids, pt.name, pt.isid)
+	}
+	p = binary.BigEndian.AppendUint32(p, uint32(len(tids)))
+	return append(p, tids...)
+}
+
+func TestPRSpecifyInitiatorPorts(t *testing.T) {
+	e := newPREnv(t, "")
+	reg := func(s *Session, data []byte) *result {
+		return runData(t, s, proutCDB(proutRegister, 0, uint32(len(data))), data)
+	}
+	b := tidPort{"iqn.2026-01.test:b", 0x23d000000002}
+	c := tidPort{"iqn.2026-01.test:c", 0}
+	self := tidPort{"iqn.2026-01.test:a", 0x23d000000001}
+	// A TransportID list whose length disagrees with the parameter list.
+	bad := specIPT(0, 0xa, 0, b)
+	binary.BigEndian.PutUint32(bad[24:], 4)
+	wantSense(t, "length mismatch", reg(e.a, bad), scsi.SenseIllegalRequest, scsi.ASCParameterListLengthError)
+	wantSense(t, "port named twice", reg(e.a, specIPT(0, 0xa, 0, b, b)),
+		scsi.SenseIllegalRequest, scsi.ASCInvalidFieldInParameterList)
+	garbled := specIPT(0, 0xa, 0, b)
+	garbled[28] = 0x06 // not iSCSI
+	wantSense(t, "bad TransportID", reg(e.a, garbled), scsi.SenseIllegalRequest, scsi.ASCInvalidFieldInParameterList)
+	if _, keys := readKeys(t, e.a); len(keys) != 0 {
+		t.Fatalf("failed SPEC_I_PT registered %x", keys)
+	}
+	gen0, _ := readKeys(t, e.a)
+	wantStatus(t, "SPEC_I_PT", reg(e.a, specIPT(0, 0xa, 0, self, b, c)), scsi.StatusGood)
+	gen, keys := readKeys(t, e.a)
+	if gen != gen0+1 || !reflect.DeepEqual(keys, []uint64{0xa, 0xa, 0xa}) {
+		t.Fatalf("gen %d->%d keys %x", gen0, gen, keys)
+	}
+	// b and c are registered: they may reserve with the key.
+	wantStatus(t, "c reserves", prout(t, e.c, proutReserve, prWriteExclusive, 0xa, 0, 0), scsi.StatusGood)
+	wantStatus(t, "c releases", prout(t, e.c, proutRelease, prWriteExclusive, 0xa, 0, 0), scsi.StatusGood)
+	wantStatus(t, "b changes its key", prout(t, e.b, proutRegister, 0, 0xa, 0xb, 0), scsi.StatusGood)
+	wantSense(t, "SPEC_I_PT from a registered nexus", reg(e.a, specIPT(0xa, 0xa1, 0, c)),
+		scsi.SenseIllegalRequest, scsi.ASCInvalidFieldInCDB)
+	// A new registrant naming an already registered port: nothing is made.
+	d := newPRSess(t, e.core, "iqn.2026-01.test:d", 0x23d000000004)
+	wantSense(t, "already registered", reg(d, specIPT(0, 0xd, 0, b)),
+		scsi.SenseIllegalRequest, scsi.ASCInvalidFieldInParameterList)
+	if _, keys := readKeys(t, d); len(keys) != 3 {
+		t.Fatalf("keys %x", keys)
+	}
+}

@@ -24,6 +24,8 @@ func FuzzParsePROUT(f *testing.F) {
 	binary.BigEndian.PutUint32(ram[20:], uint32(len(tid)))
 	ram = append(ram, tid...)
 	f.Add(proutCDB(proutRegisterMove, 0, uint32(len(ram))), ram)
+	spec := specIPT(0, 0xa, 0x04, tidPort{"iqn.2026-01.test:b", 2}, tidPort{"iqn.2026-01.test:c", 0})
+	f.Add(proutCDB(proutRegister, 0, uint32(len(spec))), spec)
 	f.Add([]byte{0x5f}, []byte{})
 	f.Fuzz(func(t *testing.T, cdb, data []byte) {
 		if len(cdb) == 0 {

@@ -81,7 +81,7 @@ func (nx *nexus) prin(c *Command) error {
 func (c *Core) reportCapabilities(aptpl bool) []byte {
 	b := make([]byte, 8)
 	binary.BigEndian.PutUint16(b[0:], 8)
-	b[2] = 0x10 | 0x04 // CRH: SPC-4 5.13.3 exceptions; ATP_C: ALL_TG_PT
+	b[2] = 0x10 | 0x08 | 0x04 // CRH: SPC-4 5.13.3 exceptions; SIP_C; ATP_C
 	if c.opts.StateDir != "" {
 		b[2] |= 0x01 // PTPL_C
 	}

@@ -23,19 +23,28 @@ const (
 // proutBasicLen is the length of the basic parameter list (SPC-4 6.17.3).
 const proutBasicLen = 24
 
-// maxProutParamLen bounds the REGISTER AND MOVE parameter list: one
-// TransportID of at most a 223-byte name with its ISID.
-const maxProutParamLen = 24 + 4 + 256
+// maxProutParamLen bounds the parameter lists that carry TransportIDs
+// (SPEC_I_PT, REGISTER AND MOVE); longer ones get PARAMETER LIST LENGTH
+// ERROR, as SPC-4 6.17.3 allows for lists the device server cannot
+// process. 64 KiB holds far more TransportIDs than maxRegistrants.
+const maxProutParamLen = 1 << 16
+
+// tidPort is an initiator port named by a TransportID.
+type tidPort struct {
+	name string
+	isid uint64 // 0: format 00b, every port of the initiator
+}
 
 // proutReq is a decoded PERSISTENT RESERVE OUT command.
 type proutReq struct {
 	sa, scope, typ byte
 	key, sark      uint64
 	allTgPt, aptpl bool
-	unreg          bool   // REGISTER AND MOVE
-	relPort        uint16 // REGISTER AND MOVE
-	tidName        string // REGISTER AND MOVE destination
-	tidISID        uint64
+	specIPT        bool      // REGISTER with SPEC_I_PT
+	ports          []tidPort // SPEC_I_PT: the specified initiator ports
+	unreg          bool      // REGISTER AND MOVE
+	relPort        uint16    // REGISTER AND MOVE
+	dst            tidPort   // REGISTER AND MOVE destination
 	paramLen       uint32
 }
 
@@ -65,16 +74,9 @@ func parsePROUT(cdb, data []byte) (proutReq, error) {
 			return r, invalidCDB(2, 3)
 		}
 	}
-	if r.sa == proutRegisterMove {
-		if r.paramLen < proutBasicLen || r.paramLen > maxProutParamLen {
-			return r, checkErr(senseParamLen)
-		}
-	} else if r.paramLen != proutBasicLen {
-		// SPEC_I_PT is not supported (SIP_C 0), so every other parameter
-		// list is exactly 24 bytes.
-		return r, checkErr(senseParamLen)
-	}
-	if uint32(len(data)) < r.paramLen {
+	// Every parameter list has the 24-byte basic part; only SPEC_I_PT and
+	// REGISTER AND MOVE lists are longer (SPC-4 6.17.3).
+	if r.paramLen < proutBasicLen || r.paramLen > maxProutParamLen || uint32(len(data)) < r.paramLen {
 		return r, checkErr(senseParamLen)
 	}
 	p := data[:r.paramLen]
@@ -92,11 +94,33 @@ func parsePROUT(cdb, data []byte) (proutReq, error) {
 		if err != nil || n != int(tlen) {
 			return r, invalidParam(24, 0)
 		}
-		r.tidName, r.tidISID = name, isid
+		r.dst = tidPort{name, isid}
 		return r, nil
 	}
-	if p[20]&0x08 != 0 {
-		return r, invalidParam(20, 3) // SPEC_I_PT
+	r.specIPT = p[20]&0x08 != 0
+	if !r.specIPT {
+		if r.paramLen != proutBasicLen {
+			return r, checkErr(senseParamLen)
+		}
+	} else {
+		if r.sa != proutRegister {
+			return r, invalidParam(20, 3)
+		}
+		if r.paramLen < proutBasicLen+4 {
+			return r, checkErr(senseParamLen)
+		}
+		tlen := binary.BigEndian.Uint32(p[24:28])
+		if uint64(tlen)+proutBasicLen+4 != uint64(r.paramLen) {
+			return r, checkErr(senseParamLen)
+		}
+		for off := proutBasicLen + 4; off < len(p); {
+			name, isid, n, err := parseTransportID(p[off:])
+			if err != nil {
+				return r, invalidParam(uint16(min(off, 0xffff)), 0)
+			}
+			r.ports = append(r.ports, tidPort{name, isid})
+			off += n
+		}
 	}
 	if r.sa == proutRegister || r.sa == proutRegisterIgnore {
 		r.allTgPt = p[20]&0x04 != 0
@@ -149,16 +173,19 @@ func applyPROUT(d *prData, r *proutReq, id nexusID, ports *portTable, canPersist
 				// changes, so neither does the generation.
 				return fx, nil
 			}
-			if len(d.regs) >= maxRegistrants {
-				return fx, checkErr(scsi.Sense{Key: scsi.SenseIllegalRequest, ASC: scsi.ASCInsufficientRegistrationResources})
+			if err := registerPorts(d, r, id); err != nil {
+				return fx, err
 			}
-			d.regs = append(d.regs, registrant{key: r.sark, name: id.name, isid: id.isid, target: id.target, allTgPt: r.allTgPt})
 			d.aptpl = r.aptpl
 			d.gen++
 			return fx, nil
 		}
 		if r.sa == proutRegister && r.key != d.regs[me].key {
 			return fx, errConflict
+		}
+		if r.specIPT {
+			// SPC-4 table 50: SPEC_I_PT only registers new I_T nexuses.
+			return fx, checkErr(scsi.SenseInvalidField)
 		}
 		if r.sark == 0 {
 			typ := d.typ
@@ -222,6 +249,46 @@ func applyPROUT(d *prData, r *proutReq, id nexusID, ports *portTable, canPersist
 		d.gen++
 	}
 	return fx, nil
+}
+
+// registerPorts registers the I_T nexus id and, with SPEC_I_PT, the I_T
+// nexuses of the specified initiator ports through the same target port (or
+// all of them with ALL_TG_PT), all with the service action reservation key.
+// Either every registration is made or none (SPC-4 6.17.3).
+func registerPorts(d *prData, r *proutReq, id nexusID) error {
+	add := []registrant{{key: r.sark, name: id.name, isid: id.isid, target: id.target, allTgPt: r.allTgPt}}
+	for _, p := range r.ports {
+		if strings.EqualFold(p.name, id.name) && p.isid == id.isid {
+			continue // the I_T nexus of the command itself
+		}
+		add = append(add, registrant{key: r.sark, name: p.name, isid: p.isid, target: id.target, allTgPt: r.allTgPt})
+	}
+	for i := range add {
+		// A port named twice, or one already registered, is an error:
+		// one I_T nexus cannot hold two registrations.
+		for j := range add[:i] {
+			if overlap(&add[i], &add[j]) {
+				return invalidParam(24, 0)
+			}
+		}
+		for j := range d.regs {
+			if overlap(&add[i], &d.regs[j]) {
+				return invalidParam(24, 0)
+			}
+		}
+	}
+	if len(d.regs)+len(add) > maxRegistrants {
+		return checkErr(scsi.Sense{Key: scsi.SenseIllegalRequest, ASC: scsi.ASCInsufficientRegistrationResources})
+	}
+	d.regs = append(d.regs, add...)
+	return nil
+}
+
+// overlap reports whether some I_T nexus would match both registrations.
+func overlap(a, b *registrant) bool {
+	return strings.EqualFold(a.name, b.name) &&
+		(a.isid == 0 || b.isid == 0 || a.isid == b.isid) &&
+		(a.allTgPt || b.allTgPt || a.target == b.target)
 }
 
 // preempt implements PREEMPT and the state part of PREEMPT AND ABORT
@@ -320,7 +387,7 @@ func registerAndMove(d *prData, r *proutReq, me int, id nexusID, ports *portTabl
 	if !ok {
 		return invalidParam(18, 0)
 	}
-	dst := nexusID{name: r.tidName, isid: r.tidISID, target: target}
+	dst := nexusID{name: r.dst.name, isid: r.dst.isid, target: target}
 	if d.regs[me].matches(dst) || (strings.EqualFold(dst.name, id.name) && dst.isid == id.isid && dst.target == id.target) {
 		return invalidParam(24, 0)
 	}
