@@ -538,6 +538,15 @@ func do(c *iscsitest.Conn, cmd *iscsitest.Cmd) (*iscsitest.Result, error) {
 	}
 }
 
+// clearUA consumes pending unit attentions of a new nexus with TEST UNIT
+// READY, for sessions that then drive raw pipelined commands.
+func clearUA(t testing.TB, c *iscsitest.Conn, lun uint64) {
+	t.Helper()
+	if _, err := do(c, &iscsitest.Cmd{LUN: lun, CDB: make([]byte, 6)}); err != nil {
+		t.Fatalf("TEST UNIT READY: %v", err)
+	}
+}
+
 func write16(lba uint64, blocks uint32, fua bool) []byte {
 	cdb := make([]byte, 16)
 	cdb[0] = 0x8a
