@@ -26,6 +26,9 @@ import (
 // Flags are the open options of spec §1.15.
 type Flags struct {
 	WriteThrough, NVCache, ReadOnly, ODirect, NullIO, BlockIO, Removable bool
+	// Thin selects logical block provisioning; the zero value (ThinAuto)
+	// enables it where the backing file can punch holes.
+	Thin ThinMode
 }
 
 // ManagerOptions configures a Manager.
@@ -47,6 +50,7 @@ type Manager struct {
 	cdTable   *opTable
 	bufs      *backend.BufPool
 	crcTab    *crc32.Table
+	slow      *slowPool
 	// mu serializes configuration changes (never taken on the data path).
 	mu sync.Mutex
 }
@@ -63,6 +67,10 @@ const (
 	vendorBlkIO  = "SCST_BIO"
 	aioDepth     = 128
 	poolWorkers  = 8
+	// Slow-path commands (UNMAP, WRITE SAME, COMPARE AND WRITE, ...)
+	// run on at most slowWorkers goroutines shared by all devices.
+	slowWorkers = 4
+	slowQueue   = 1024
 )
 
 // NewManager returns a manager for core.
@@ -81,6 +89,7 @@ func NewManager(core *target.Core, o ManagerOptions) *Manager {
 		cdTable:   newCDTable(),
 		bufs:      backend.NewBufPool(4096),
 		crcTab:    crc32.MakeTable(crc32.Castagnoli),
+		slow:      newSlowPool(slowWorkers, slowQueue),
 	}
 }
 
@@ -155,6 +164,8 @@ func (m *Manager) newVdev(name, handler string, devType byte, bs uint32, f Flags
 	}
 	v.loadMode()
 	v.initTasks()
+	v.gate.init()
+	v.slow = m.slow
 	v.hooks = coreHooks{v}
 	return v
 }
@@ -216,11 +227,12 @@ func (m *Manager) Open(name, path string, blockSize uint32, f Flags) error {
 		}
 	}
 	v.med.Store(med)
+	v.setThin(med)
 	if err := m.register(v); err != nil {
 		return err
 	}
 	v.log.WithFields(logrus.Fields{"handler": handler, "file": path, "block_size": bs,
-		"engine": med.eng.Name()}).Info("virtual disk opened")
+		"engine": med.eng.Name(), "thin": v.thin}).Info("virtual disk opened")
 	return nil
 }
 
@@ -289,7 +301,7 @@ func (m *Manager) openMedium(v *vdev, path string, readOnly, direct bool) (*medi
 			return nil, err
 		}
 	}
-	med := &medium{path: path, file: f, direct: direct}
+	med := &medium{path: path, file: f, direct: direct, blockDev: !zero && !fi.Mode().IsRegular()}
 	med.nblocks.Store(uint64(size) >> v.shift)
 	fd := int(f.Fd())
 	if direct {
@@ -402,6 +414,8 @@ type DiskInfo struct {
 	Path      string // "" shown as "none"
 	T10ID     string
 	Handler   string // vdisk_fileio, vdisk_blockio, vdisk_nullio
+	// Thin reports whether thin provisioning is in effect.
+	Thin bool
 }
 
 // Disks lists disk devices in creation order.
@@ -412,7 +426,7 @@ func (m *Manager) Disks() []DiskInfo {
 		if !ok || v.devType != scsi.TypeDisk {
 			continue
 		}
-		info := DiskInfo{Name: v.name, BlockSize: v.blockSize, Flags: v.flags, T10ID: *v.t10id.Load(), Handler: v.handler}
+		info := DiskInfo{Name: v.name, BlockSize: v.blockSize, Flags: v.flags, T10ID: *v.t10id.Load(), Handler: v.handler, Thin: v.thin}
 		if med := v.med.Load(); med != nil {
 			info.Path = med.path
 			info.Size = int64(med.nblocks.Load() << v.shift)
@@ -420,4 +434,25 @@ func (m *Manager) Disks() []DiskInfo {
 		out = append(out, info)
 	}
 	return out
+}
+
+// setThin decides logical block provisioning for a disk's medium: holes in
+// regular files read as zeros (LBPRZ); discarded block device sectors may
+// not, and /dev/zero, NULLIO and read-only disks have nothing to free.
+func (v *vdev) setThin(m *medium) {
+	if v.flags.Thin == ThinOff || m.file == nil || v.flags.ReadOnly {
+		return
+	}
+	fi, err := m.file.Stat()
+	if err != nil || isDevZero(fi) {
+		return
+	}
+	switch {
+	case m.blockDev:
+		v.thin = v.flags.Thin == ThinOn
+	case canPunch(int(m.file.Fd()), fi.Size()):
+		v.thin, v.lbprz = true, true
+	case v.flags.Thin == ThinOn:
+		v.log.WithField("file", m.path).Warn("thin provisioning requested but the file system cannot punch holes")
+	}
 }

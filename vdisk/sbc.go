@@ -67,6 +67,7 @@ const (
 	stWrite
 	stVerifyRead // read back for VERIFY / WRITE AND VERIFY
 	stFlush
+	stSlow // a slowFn on the slow pool
 )
 
 // ioTask carries one command through its backend I/O. Tasks are pooled per
@@ -84,11 +85,29 @@ type ioTask struct {
 	blockCmp bool
 	verify   bool // WRITE AND VERIFY: read back after the write
 	scratch  *[]byte
+	// gated: the task holds a shared ioGate hold, dropped in finish.
+	gated bool
+	// fn and exclusive describe a slow-pool command (stSlow).
+	fn        slowFn
+	exclusive bool
 }
 
 func (d *vdev) newTask(c *target.Command, m *medium, st ioStage) *ioTask {
 	t := d.tasks.Get().(*ioTask)
 	t.c, t.m, t.stage = c, m, st
+	return t
+}
+
+// gatedTask is newTask for medium accesses that must not interleave with
+// an exclusive operation (COMPARE AND WRITE and friends). It returns nil
+// when c was parked behind one; c then runs again later.
+func (d *vdev) gatedTask(c *target.Command, m *medium, st ioStage) *ioTask {
+	if !d.gate.enter(c) {
+		m.release()
+		return nil
+	}
+	t := d.newTask(c, m, st)
+	t.gated = true
 	return t
 }
 
@@ -183,12 +202,15 @@ func firstDiff(a, b []byte) int {
 // be reused by its transport, so nothing touches it afterwards).
 func (t *ioTask) finish(st outcome, s scsi.Sense) {
 	c, d := t.c, t.d
+	if t.gated {
+		d.gate.leave()
+	}
 	t.m.release()
 	if t.scratch != nil {
 		d.bufs.Put(t.scratch)
 	}
 	t.c, t.m, t.data, t.scratch = nil, nil, nil, nil
-	t.blockCmp, t.verify = false, false
+	t.blockCmp, t.verify, t.gated, t.exclusive, t.fn = false, false, false, false, nil
 	t.req.Buf, t.req.Err, t.req.N, t.req.FUA = nil, nil, 0, false
 	d.tasks.Put(t)
 	if c == nil {
@@ -228,8 +250,12 @@ func execRead(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 	if m == nil {
 		return check, d.notReady()
 	}
+	t := d.gatedTask(c, m, stRead)
+	if t == nil {
+		return pending, scsi.Sense{}
+	}
 	buf := c.AllocDataInUninit(int(want))
-	d.newTask(c, m, stRead).submit(backend.OpRead, buf, int64(a.lba<<d.shift), false)
+	t.submit(backend.OpRead, buf, int64(a.lba<<d.shift), false)
 	return pending, scsi.Sense{}
 }
 
@@ -283,7 +309,11 @@ func execWrite(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 		return check, d.notReady()
 	}
 	fua := d.fua(a.flags&0x08 != 0 && c.CDB[0] != scsi.OpWrite6)
-	d.newTask(c, m, stWrite).submit(backend.OpWrite, data, int64(a.lba<<d.shift), fua)
+	t := d.gatedTask(c, m, stWrite)
+	if t == nil {
+		return pending, scsi.Sense{}
+	}
+	t.submit(backend.OpWrite, data, int64(a.lba<<d.shift), fua)
 	return pending, scsi.Sense{}
 }
 
@@ -334,7 +364,10 @@ func execVerify(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 	if m == nil {
 		return check, d.notReady()
 	}
-	t := d.newTask(c, m, stVerifyRead)
+	t := d.gatedTask(c, m, stVerifyRead)
+	if t == nil {
+		return pending, scsi.Sense{}
+	}
 	t.data = data
 	t.blockCmp = bytchk == 3
 	t.req.Off = int64(a.lba << d.shift)
@@ -369,7 +402,10 @@ func execWriteVerify(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 	if m == nil {
 		return check, d.notReady()
 	}
-	t := d.newTask(c, m, stWrite)
+	t := d.gatedTask(c, m, stWrite)
+	if t == nil {
+		return pending, scsi.Sense{}
+	}
 	// NULLIO discards writes, so there is nothing to read back.
 	t.verify = !d.flags.NullIO
 	if bytchk == 1 {
@@ -456,6 +492,12 @@ func execReadCapacity16(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 			exp++
 		}
 		b[13] = exp
+	}
+	if d.thin {
+		b[14] = 0x80 // LBPME
+		if d.lbprz {
+			b[14] |= 0x40 // LBPRZ
+		}
 	}
 	setDataIn(c, b[:], alloc)
 	return done, scsi.Sense{}

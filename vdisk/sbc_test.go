@@ -113,7 +113,7 @@ func TestNullIO(t *testing.T) {
 func TestRangeAndFieldErrors(t *testing.T) {
 	h := newHarness(t, ManagerOptions{})
 	const nb = 1000
-	lun, _ := h.disk("d", nb*512, 512, Flags{})
+	lun, _ := h.disk("d", nb*512, 512, Flags{Thin: ThinOff})
 	s := h.session("iqn.init")
 	s.clearUA(lun)
 	maxBlocks := uint32(maxXferBytes / 512)
@@ -152,10 +152,21 @@ func TestRangeAndFieldErrors(t *testing.T) {
 		{"sync10 range", cdb10(scsi.OpSynchronizeCache10, nb, 1, 0), 0, ill, oob, -1, false},
 		{"sync16 ok immed", cdb16(scsi.OpSynchronizeCache16, 0, nb, 0x02), 0, 0, 0, -1, false},
 		{"read12 too long", cdb12(scsi.OpRead12, 0, maxBlocks+1, 0), 0, ill, oob, -1, false},
-		{"unmap unsupported", []byte{scsi.OpUnmap, 0, 0, 0, 0, 0, 0, 0, 24, 0}, 24, ill, scsi.ASCInvalidCommandOperationCode, -1, true},
-		{"write same unsupported", cdb16(scsi.OpWriteSame16, 0, 1, 0), 512, ill, scsi.ASCInvalidCommandOperationCode, -1, true},
-		{"compare and write unsupported", cdb16(scsi.OpCompareAndWrite, 0, 1, 0), 1024, ill, scsi.ASCInvalidCommandOperationCode, -1, true},
-		{"get lba status unsupported", []byte{0x9e, 0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0}, 32, ill, scsi.ASCInvalidCommandOperationCode, -1, false},
+		{"unmap on a thick disk", []byte{scsi.OpUnmap, 0, 0, 0, 0, 0, 0, 0, 24, 0}, 24, ill, scsi.ASCInvalidCommandOperationCode, -1, true},
+		{"write same unmap on a thick disk", cdb16(scsi.OpWriteSame16, 0, 1, 0x08), 512, ill, scsi.ASCInvalidFieldInCDB, 1, true},
+		{"compare and write wrprotect", cdb16(scsi.OpCompareAndWrite, 0, 1, 0x20), 1024, ill, scsi.ASCInvalidFieldInCDB, 1, true},
+		{"compare and write short data", cdb16(scsi.OpCompareAndWrite, 0, 1, 0), 512, ill, scsi.ASCInvalidFieldInInformationUnit, -1, true},
+		{"compare and write range", cdb16(scsi.OpCompareAndWrite, nb, 1, 0), 1024, ill, oob, -1, true},
+		{"get lba status beyond end", []byte{0x9e, 0x12, 0, 0, 0, 0, 0, 0, 0x03, 0xe8, 0, 0, 0, 32, 0, 0}, 32, ill, oob, -1, false},
+		{"get lba status far beyond end", []byte{0x9e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 32, 0, 0}, 32, ill, oob, -1, false},
+		{"write same anchor", cdb16(scsi.OpWriteSame16, 0, 1, 0x18), 512, ill, scsi.ASCInvalidFieldInCDB, 1, true},
+		{"write same beyond end", cdb16(scsi.OpWriteSame16, nb-1, 2, 0), 512, ill, oob, -1, true},
+		{"write same too long", cdb16(scsi.OpWriteSame16, 0, 1<<20, 0), 512, ill, oob, -1, true},
+		{"write same data size", cdb16(scsi.OpWriteSame16, 0, 1, 0), 1024, ill, scsi.ASCInvalidFieldInInformationUnit, -1, true},
+		{"orwrite orprotect", cdb16(scsi.OpOrWrite, 0, 1, 0x20), 512, ill, scsi.ASCInvalidFieldInCDB, 1, true},
+		{"orwrite range", cdb16(scsi.OpOrWrite, nb, 1, 0), 512, ill, oob, -1, true},
+		{"write atomic boundary", []byte{scsi.OpWriteAtomic16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0}, 512, ill, scsi.ASCInvalidFieldInCDB, 10, true},
+		{"write atomic range", []byte{scsi.OpWriteAtomic16, 0, 0, 0, 0, 0, 0, 0, 0x03, 0xe8, 0, 0, 0, 1, 0, 0}, 512, ill, oob, -1, true},
 		{"rc10 lba without pmi", []byte{scsi.OpReadCapacity10, 0, 0, 0, 0, 1, 0, 0, 0, 0}, 8, ill, scsi.ASCInvalidFieldInCDB, 2, false},
 		{"inquiry cmddt", []byte{scsi.OpInquiry, 2, 0, 0, 255, 0}, 255, ill, scsi.ASCInvalidFieldInCDB, 1, false},
 		{"inquiry page without evpd", inquiry(false, 0x80, 255), 255, ill, scsi.ASCInvalidFieldInCDB, 2, false},

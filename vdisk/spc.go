@@ -105,15 +105,23 @@ func (d *vdev) vpd(page byte, b []byte) (int, bool) {
 		plen = d.deviceIDs(b[4:])
 	case 0xb0:
 		plen = 0x3c
-		p := b[4:]
+		p := b[4:] // p[i] is page byte i+4 (SBC-3 6.6.4)
 		gran := 4096 / d.blockSize
 		if gran == 0 {
 			gran = 1
 		}
+		p[1] = maxCAWBlocks                                           // MAXIMUM COMPARE AND WRITE LENGTH
 		binary.BigEndian.PutUint16(p[2:], uint16(gran))               // OPTIMAL TRANSFER LENGTH GRANULARITY
 		binary.BigEndian.PutUint32(p[4:], maxXferBytes>>d.shift)      // MAXIMUM TRANSFER LENGTH
 		binary.BigEndian.PutUint32(p[8:], (maxXferBytes/16)>>d.shift) // OPTIMAL TRANSFER LENGTH
-		// UNMAP and WRITE SAME limits stay 0 until those commands exist.
+		if d.thin {
+			binary.BigEndian.PutUint32(p[16:], 0xffffffff)    // MAXIMUM UNMAP LBA COUNT: no limit
+			binary.BigEndian.PutUint32(p[20:], maxUnmapDescs) // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
+			binary.BigEndian.PutUint32(p[24:], uint32(gran))  // OPTIMAL UNMAP GRANULARITY
+			p[28] = 0x80                                      // UGAVALID, alignment 0
+		}
+		binary.BigEndian.PutUint64(p[32:], maxWriteSame(d)) // MAXIMUM WRITE SAME LENGTH
+		binary.BigEndian.PutUint32(p[40:], maxAtomic(d))    // MAXIMUM ATOMIC TRANSFER LENGTH
 	case 0xb1:
 		plen = 0x3c
 		rate := uint16(15000) // rotational, like SCST's default
@@ -122,9 +130,15 @@ func (d *vdev) vpd(page byte, b []byte) (int, bool) {
 		}
 		binary.BigEndian.PutUint16(b[4:], rate)
 	case 0xb2:
-		// Logical block provisioning: fully provisioned, no UNMAP/WRITE
-		// SAME unmapping (LBPU/LBPWS/LBPWS10 = 0).
+		// Logical Block Provisioning (SBC-3 6.6.5).
 		plen = 4
+		if d.thin {
+			b[5] = 0xe0 // LBPU, LBPWS, LBPWS10
+			if d.lbprz {
+				b[5] |= 0x04 // LBPRZ
+			}
+			b[6] = 0x02 // PROVISIONING TYPE: thin
+		}
 	}
 	binary.BigEndian.PutUint16(b[2:], uint16(plen))
 	return 4 + plen, true

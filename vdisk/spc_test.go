@@ -487,7 +487,7 @@ func TestReportSupportedOpcodes(t *testing.T) {
 			}
 		}
 		// Unsupported opcode in the one-command form: SUPPORT = 001b.
-		r := s.run(lun, rsoc(false, 1, scsi.OpUnmap, 0, 512), 512, nil)
+		r := s.run(lun, rsoc(false, 1, scsi.OpFormatUnit, 0, 512), 512, nil)
 		good(t, "unsupported one", r)
 		if r.data[1]&7 != 1 {
 			t.Fatalf("unsupported support field %#x", r.data[1])

@@ -1,6 +1,9 @@
 package vdisk
 
-import "github.com/scstd/scstd/target/scsi"
+import (
+	"github.com/scstd/scstd/target"
+	"github.com/scstd/scstd/target/scsi"
+)
 
 // Nominal command timeouts (seconds) reported with RCTD.
 const (
@@ -28,8 +31,6 @@ func rw16(op, b1 byte) []byte {
 func (t *opTable) addSPC() {
 	t.add(&opEntry{name: "TEST UNIT READY", op: scsi.OpTestUnitReady, cdbLen: 6, usage: usage(0x00, 0, 0, 0, 0, 0),
 		flags: fMedium, timeout: toFast, exec: execTestUnitReady})
-	t.add(&opEntry{name: "REQUEST SENSE", op: scsi.OpRequestSense, cdbLen: 6, usage: usage(0x03, 0x01, 0, 0, 0xff, 0),
-		flags: fCore, timeout: toFast})
 	t.add(&opEntry{name: "INQUIRY", op: scsi.OpInquiry, cdbLen: 6, usage: usage(0x12, 0x03, 0xff, 0xff, 0xff, 0),
 		timeout: toFast, exec: execInquiry})
 	t.add(&opEntry{name: "MODE SELECT(6)", op: scsi.OpModeSelect6, cdbLen: 6, usage: usage(0x15, 0x11, 0, 0, 0xff, 0),
@@ -44,11 +45,21 @@ func (t *opTable) addSPC() {
 		usage: usage(0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0), timeout: toFast, exec: execModeSelect})
 	t.add(&opEntry{name: "MODE SENSE(10)", op: scsi.OpModeSense10, cdbLen: 10,
 		usage: usage(0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0), timeout: toFast, exec: execModeSense})
-	t.add(&opEntry{name: "REPORT LUNS", op: scsi.OpReportLuns, cdbLen: 12,
-		usage: usage(0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0), flags: fCore, timeout: toFast})
 	t.add(&opEntry{name: "REPORT SUPPORTED OPERATION CODES", op: scsi.OpMaintenanceIn, sa: scsi.SAReportSupportedOpcodes,
 		hasSA: true, cdbLen: 12, usage: usage(0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0),
 		timeout: toFast, exec: execReportOpcodes})
+	// Commands the core executes before a handler sees them (REQUEST
+	// SENSE, REPORT LUNS, reservations) are listed from the core's own
+	// description so that the two cannot drift apart.
+	for _, co := range target.CoreOpcodes() {
+		if co.HasSA {
+			// SPC-4 6.35.3: the SERVICE ACTION field of the usage data
+			// holds the service action itself, not a mask.
+			co.Usage[1] = co.Usage[1]&^0x1f | co.ServiceAction&0x1f
+		}
+		t.add(&opEntry{name: co.Name, op: co.Opcode, sa: co.ServiceAction, hasSA: co.HasSA, cdbLen: co.CDBLen,
+			usage: co.Usage, flags: fCore, timeout: toFast})
+	}
 }
 
 // newDiskTable builds the SBC command set of vdisk_fileio/blockio/nullio.
@@ -92,6 +103,30 @@ func newDiskTable() *opTable {
 		{name: "WRITE AND VERIFY(12)", op: scsi.OpWriteVerify12, cdbLen: 12, usage: rw12(scsi.OpWriteVerify12, wvFlags),
 			flags: fMedium | fWrite, exec: execWriteVerify},
 		{name: "VERIFY(12)", op: scsi.OpVerify12, cdbLen: 12, usage: rw12(scsi.OpVerify12, vrFlags), flags: fMedium, exec: execVerify},
+		// Thin provisioning.
+		{name: "WRITE SAME(10)", op: scsi.OpWriteSame10, cdbLen: 10,
+			usage: usage(0x41, 0xfe, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0), flags: fMedium | fWrite, exec: execWriteSame},
+		{name: "WRITE SAME(16)", op: scsi.OpWriteSame16, cdbLen: 16,
+			usage: usage(0x93, 0xf9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0),
+			flags: fMedium | fWrite, exec: execWriteSame},
+		{name: "UNMAP", op: scsi.OpUnmap, cdbLen: 10, usage: usage(0x42, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, 0),
+			flags: fMedium | fWrite, exec: execUnmap, avail: unmapAvail},
+		{name: "GET LBA STATUS", op: scsi.OpServiceActionIn16, sa: scsi.SAGetLBAStatus, hasSA: true, cdbLen: 16,
+			usage: usage(0x9e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0),
+			flags: fMedium, exec: execGetLBAStatus},
+		// Atomic read-modify-write commands.
+		{name: "COMPARE AND WRITE", op: scsi.OpCompareAndWrite, cdbLen: 16,
+			usage: usage(0x89, wrFlags, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0, 0),
+			flags: fMedium | fWrite, exec: execCompareAndWrite},
+		{name: "ORWRITE(16)", op: scsi.OpOrWrite, cdbLen: 16, usage: rw16(scsi.OpOrWrite, wrFlags),
+			flags: fMedium | fWrite, exec: execOrWrite},
+		{name: "WRITE ATOMIC(16)", op: scsi.OpWriteAtomic16, cdbLen: 16,
+			usage: usage(0x9c, wrFlags, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0),
+			flags: fMedium | fWrite, exec: execWriteAtomic},
+		{name: "READ DEFECT DATA(10)", op: scsi.OpReadDefectData10, cdbLen: 10,
+			usage: usage(0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0), flags: fMedium, exec: execReadDefectData},
+		{name: "READ DEFECT DATA(12)", op: scsi.OpReadDefectData12, cdbLen: 12,
+			usage: usage(0xb7, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0), flags: fMedium, exec: execReadDefectData},
 	} {
 		if e.timeout == 0 {
 			e.timeout = toIO
@@ -100,3 +135,7 @@ func newDiskTable() *opTable {
 	}
 	return t
 }
+
+// unmapAvail: UNMAP exists on thin disks, and on read-only ones so that it
+// is refused as a write (DATA PROTECT) rather than as an unknown command.
+func unmapAvail(d *vdev) bool { return d.thin || d.flags.ReadOnly }

@@ -37,6 +37,8 @@ type medium struct {
 	eng     backend.Engine
 	nblocks atomic.Uint64
 	direct  bool
+	// blockDev: discard with BLKDISCARD instead of punching holes.
+	blockDev bool
 
 	refs      atomic.Int64
 	retired   atomic.Bool
@@ -114,6 +116,14 @@ type vdev struct {
 	tasks      sync.Pool // *ioTask
 	// hooks reach the core's device (unit attentions, D_SENSE).
 	hooks devHooks
+	// gate makes COMPARE AND WRITE & co. atomic against other commands.
+	gate ioGate
+	// slow runs commands that need synchronous file operations.
+	slow *slowPool
+	// thin: logical block provisioning (UNMAP, WRITE SAME UNMAP, LBPME);
+	// lbprz: unmapped blocks read as zeros. Fixed when the disk opens.
+	thin, lbprz bool
+
 	// mu serializes MODE SELECT and medium changes (control path only).
 	mu sync.Mutex
 }
