@@ -342,3 +342,13 @@ func (c *Core) releaseSessionReservations(s *Session) {
 		d.pr.nexusLost(s)
 	}
 }
+
+// reaches reports whether the view maps device d at some LUN.
+func (v *sessView) reaches(d *Device) bool {
+	for _, nx := range v.luns {
+		if nx.dev == d {
+			return true
+		}
+	}
+	return false
+}

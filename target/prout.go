@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/scstd/scstd/target/scsi"
+	"github.com/sirupsen/logrus"
 )
 
 // PERSISTENT RESERVE OUT service actions (SPC-4 6.17.2).
@@ -448,6 +449,14 @@ func (nx *nexus) prout(c *Command) error {
 	p.data = nd
 	p.publishLocked()
 	p.mu.Unlock()
+	if log := nx.sess.log; log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		log.WithFields(logrus.Fields{"lun": nx.lun, "action": r.sa, "type": nd.typ,
+			"registrations": len(nd.regs), "generation": nd.gen}).Debug("persistent reservation out")
+	}
+	if len(fx.regsPreempted) > 0 {
+		nx.sess.log.WithFields(logrus.Fields{"lun": nx.lun, "preempted": len(fx.regsPreempted),
+			"abort": r.sa == proutPreemptAbort}).Info("registrations preempted")
+	}
 
 	s := nx.sess
 	dev.prUA(scsi.ASCRegistrationsPreempted, fx.regsPreempted, s)

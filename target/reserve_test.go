@@ -149,3 +149,24 @@ func TestReservationFastPath(t *testing.T) {
 		t.Fatal("snapshot left after release")
 	}
 }
+
+func TestSPC2ReleasedWhenLUNUnmapped(t *testing.T) {
+	e := newPREnv(t, "")
+	if err := e.core.AddGroup("g", AddrPeripheral); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.core.AddLUN("g", "disk1", 5, false); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, "reserve", run(t, e.a, 0, reserve6()...), scsi.StatusGood)
+	// a moves to a group that maps the device at another LUN: still held.
+	if err := e.core.AddName("g", "iqn.2026-01.test:a"); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, "still reserved", run(t, e.b, 0, read10()...), scsi.StatusReservationConflict)
+	// The device leaves a's view: the reservation goes with it.
+	if err := e.core.DelLUN("g", "disk1"); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, "released", run(t, e.b, 0, read10()...), scsi.StatusGood)
+}

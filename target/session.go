@@ -130,6 +130,11 @@ func (c *Core) resolveLocked(s *Session, cf *config, rep *replaced) {
 			if nn == nil {
 				changed = true
 			}
+			if !nv.reaches(on.dev) {
+				// The I_T nexus lost the logical unit: its SPC-2
+				// reservation must not lock the others out.
+				on.dev.pr.nexusLost(s)
+			}
 		}
 	}
 	nv.order = make([]*nexus, 0, len(nv.luns))
