@@ -178,7 +178,11 @@ func (c *conn) serve() {
 		c.nc.SetReadDeadline(time.Now())
 	}
 	c.log = c.log.WithFields(logrus.Fields{"session": fmt.Sprintf("%x", sess.sid()), "initiator": sess.initiator})
-	c.log.Debug("login complete")
+	if sess.discovery {
+		c.log.Debug("discovery session")
+	} else {
+		c.log.WithFields(logrus.Fields{"target": sess.targetName, "hd": sess.params.HeaderDigest, "dd": sess.params.DataDigest}).Info("session established")
+	}
 	go c.writer()
 	c.startPings()
 	err = c.readLoop()
@@ -701,7 +705,9 @@ func (c *conn) teardown(reason error) {
 	c.nc.Close()
 	c.srv.removeSession(c.sess)
 	close(c.sess.ended)
-	c.log.Debug("session ended")
+	if !c.sess.discovery {
+		c.log.Info("session closed")
+	}
 }
 
 // asyncDrop tells the initiator the target drops the session (shutdown).

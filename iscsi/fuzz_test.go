@@ -97,7 +97,23 @@ func FuzzConn(f *testing.F) {
 	f.Add(ctrl(pdu.OpLogoutReq, pdu.FlagFinal, 7, 1, nil))
 	f.Add(ctrl(pdu.OpSNACKReq, pdu.FlagFinal, 7, 1, nil))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	// Seeds for the login phase itself (sent without the valid login,
+	// marked by a leading 'L').
+	for _, seed := range [][]byte{
+		loginBytes,
+		loginBytes[:60],
+		ctrl(pdu.OpLoginReq, pdu.FlagContinue|1, 1, 1, []byte("InitiatorName=iqn.x\x00TargetName=")),
+		ctrl(pdu.OpLoginReq, pdu.FlagTransit|0<<2|1, 1, 1, []byte("InitiatorName=iqn.x\x00SessionType=Discovery\x00AuthMethod=CHAP,None\x00")),
+		ctrl(pdu.OpLoginReq, pdu.FlagTransit|0<<2|1, 1, 1, []byte("InitiatorName=iqn.x\x00TargetName="+testTarget+"\x00AuthMethod=CHAP\x00CHAP_A=5\x00")),
+	} {
+		f.Add(append([]byte{'L'}, seed...))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		prefix := loginBytes
+		if len(b) > 0 && b[0] == 'L' {
+			// Exercise the login state machine: no valid login first.
+			prefix, b = nil, b[1:]
+		}
 		nc1, nc2 := net.Pipe()
 		c := newConn(e.srv, nc1)
 		e.srv.mu.Lock()
@@ -111,7 +127,7 @@ func FuzzConn(f *testing.F) {
 		}()
 		go io.Copy(io.Discard, nc2)
 		nc2.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		nc2.Write(loginBytes)
+		nc2.Write(prefix)
 		nc2.Write(b)
 		nc2.Close()
 		select {

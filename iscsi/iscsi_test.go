@@ -1053,3 +1053,43 @@ func TestOutstandingR2T(t *testing.T) {
 		t.Fatalf("%d R2Ts, data equal %v", res.R2Ts, bytes.Equal(e.disk.bytes(0, len(data)), data))
 	}
 }
+
+// TestLogoutWaitsForCommands: the Logout Response comes after the
+// responses of the commands still running.
+func TestLogoutWaitsForCommands(t *testing.T) {
+	e := newEnv(t)
+	c := e.login(t, iscsitest.Options{})
+	e.disk.delay.Store(int64(200 * time.Millisecond))
+	itt, _ := c.SendCommand(&iscsitest.Cmd{CDB: iscsitest.Read10(0, 1), ReadLen: blockSize})
+	var h pdu.BHS
+	h.SetOpcode(pdu.OpLogoutReq, true)
+	h.SetFlags(pdu.FlagFinal)
+	h.SetITT(0x999)
+	h.SetCmdSN(c.CmdSN)
+	c.Send(&h, nil, nil)
+	rh, _, err := c.Recv()
+	if err != nil || rh.Opcode() != pdu.OpDataIn || rh.ITT() != itt {
+		t.Fatalf("first: %v %v", rh, err)
+	}
+	rh, _, err = c.Recv()
+	if err != nil || rh.Opcode() != pdu.OpLogoutResp || rh.ITT() != 0x999 || rh.Response() != 0 {
+		t.Fatalf("second: %v %v", rh, err)
+	}
+	expectClosed(t, c)
+	// Closing another CID is answered "CID not found" and keeps the
+	// connection.
+	c2 := e.login(t, iscsitest.Options{ISID: 0x400000000003})
+	h = pdu.BHS{}
+	h.SetOpcode(pdu.OpLogoutReq, true)
+	h.SetFlags(pdu.FlagFinal | 1)
+	h.SetITT(0x998)
+	h.SetCID(7)
+	h.SetCmdSN(c2.CmdSN)
+	c2.Send(&h, nil, nil)
+	if rh, _, err = c2.Recv(); err != nil || rh.Opcode() != pdu.OpLogoutResp || rh.Response() != 1 {
+		t.Fatalf("CID 7 logout: %v %v", rh, err)
+	}
+	if _, err := c2.NOP(nil); err != nil {
+		t.Fatal(err)
+	}
+}
