@@ -12,8 +12,9 @@ type CoreOpcode struct {
 	HasSA         bool
 	CDBLen        int
 	// Usage is the CDB USAGE DATA of the one-command RSOC format (SPC-4
-	// 6.35.3): len(Usage) == CDBLen, Usage[0] the opcode, a bit set for
-	// every CDB bit the core examines (service action bits in Usage[1]).
+	// 6.35.3): len(Usage) == CDBLen, Usage[0] the opcode, the SERVICE
+	// ACTION field (low five bits of Usage[1]) holding the service action
+	// itself, and a bit set for every other CDB bit the core examines.
 	Usage []byte
 }
 
@@ -37,14 +38,14 @@ func CoreOpcodes() []CoreOpcode {
 	for sa, n := range prinNames {
 		out = append(out, CoreOpcode{Name: "PERSISTENT RESERVE IN " + n, Opcode: scsi.OpPersistentReserveIn,
 			ServiceAction: byte(sa), HasSA: true, CDBLen: 10,
-			Usage: []byte{scsi.OpPersistentReserveIn, 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, 0}})
+			Usage: []byte{scsi.OpPersistentReserveIn, byte(sa), 0, 0, 0, 0, 0, 0xff, 0xff, 0}})
 	}
 	proutNames := [...]string{"REGISTER", "RESERVE", "RELEASE", "CLEAR", "PREEMPT",
 		"PREEMPT AND ABORT", "REGISTER AND IGNORE EXISTING KEY", "REGISTER AND MOVE"}
 	for sa, n := range proutNames {
 		out = append(out, CoreOpcode{Name: "PERSISTENT RESERVE OUT " + n, Opcode: scsi.OpPersistentReserveOut,
 			ServiceAction: byte(sa), HasSA: true, CDBLen: 10,
-			Usage: []byte{scsi.OpPersistentReserveOut, 0x1f, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0}})
+			Usage: []byte{scsi.OpPersistentReserveOut, byte(sa), 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0}})
 	}
 	out = append(out, CoreOpcode{Name: "REPORT LUNS", Opcode: scsi.OpReportLuns, CDBLen: 12,
 		Usage: []byte{scsi.OpReportLuns, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0}})

@@ -144,6 +144,9 @@ func TestCoreOpcodes(t *testing.T) {
 		if len(o.Usage) != o.CDBLen || o.Usage[0] != o.Opcode {
 			t.Fatalf("%s: usage %x for CDB length %d", o.Name, o.Usage, o.CDBLen)
 		}
+		if o.HasSA && o.Usage[1]&0x1f != o.ServiceAction {
+			t.Fatalf("%s: usage byte 1 %#x does not hold the service action", o.Name, o.Usage[1])
+		}
 		k := [2]int{int(o.Opcode), -1}
 		if o.HasSA {
 			k[1] = int(o.ServiceAction)
