@@ -27,13 +27,15 @@ func execCompareAndWrite(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 	}
 	tl := uint32(2 * n << d.shift)
 	c.TransferLen = tl
+	// The data-out buffer holds the verify and the write data, exactly
+	// twice NUMBER OF LOGICAL BLOCKS (SBC-3 5.2). A mismatch means the
+	// length field is not what the initiator meant (e.g. a block count of
+	// 256 that does not fit the one-byte field).
+	if c.ExpectedLen != tl || uint32(len(c.DataOut)) != tl {
+		return invalidField(13, 7)
+	}
 	if n == 0 {
 		return done, scsi.Sense{}
-	}
-	// Verify and write data must both be there, exactly (SBC-3 5.2: the
-	// data-out buffer is twice NUMBER OF LOGICAL BLOCKS).
-	if c.ExpectedLen != tl || uint32(len(c.DataOut)) != tl {
-		return check, senseInvalidIU
 	}
 	return d.runSlow(c, true, compareAndWriteSlow)
 }

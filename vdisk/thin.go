@@ -273,9 +273,9 @@ func writeSameSlow(d *vdev, c *target.Command, m *medium) (outcome, scsi.Sense) 
 		block = c.DataOut[:d.blockSize]
 	}
 	off, length := int64(a.lba<<d.shift), int64(n<<d.shift)
-	// Deallocating is a valid WRITE SAME only where the blocks then read
-	// back as the data written: zeros on an LBPRZ medium.
-	if a.unmap && d.lbprz && allZero(block) {
+	// UNMAP asks for deallocation whatever the data (SBC-3 4.7.3.4: the
+	// blocks then read as the provisioning rules say, zeros with LBPRZ).
+	if a.unmap {
 		if err := m.discard(off, length); err != nil {
 			return check, ioSense(err, true)
 		}
@@ -285,15 +285,6 @@ func writeSameSlow(d *vdev, c *target.Command, m *medium) (outcome, scsi.Sense) 
 		return check, ioSense(err, true)
 	}
 	return done, scsi.Sense{}
-}
-
-func allZero(b []byte) bool {
-	for _, x := range b {
-		if x != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // fill writes block (zeros if nil) repeatedly over [off, off+length).

@@ -146,15 +146,16 @@ func TestThinProvisioning(t *testing.T) {
 		t.Fatalf("from 100: %+v", d)
 	}
 
-	// WRITE SAME with UNMAP and zeros deallocates; with data it writes.
+	// WRITE SAME with UNMAP deallocates (the data is not written: the
+	// blocks read as zeros, LBPRZ); without it the block is replicated.
 	ws := cdb16(scsi.OpWriteSame16, 256, 256, 0x08)
-	good(t, "write same unmap", s.run(lun, ws, 512, make([]byte, 512)))
+	good(t, "write same unmap", s.run(lun, ws, 512, bytes.Repeat([]byte{0xff}, 512)))
 	st = s.run(lun, getLBAStatus(256, 24), 24, nil)
 	if d := parseLBAStatus(t, st.data); d[0] != (lbaDesc{256, 256, 1}) {
 		t.Fatalf("after WRITE SAME UNMAP: %+v", d)
 	}
 	blk := pattern(512, 9)
-	good(t, "write same data", s.run(lun, cdb10(scsi.OpWriteSame10, 300, 10, 0x08), 512, blk))
+	good(t, "write same data", s.run(lun, cdb10(scsi.OpWriteSame10, 300, 10, 0), 512, blk))
 	ws10 := cdb10(scsi.OpWriteSame10, 0, 0, 0)
 	binary.BigEndian.PutUint32(ws10[2:], nb-5) // zero blocks: to the end
 	good(t, "write same to end", s.run(lun, ws10, 512, blk))
