@@ -48,7 +48,7 @@ type daemonConfig struct {
 	// (discovery CHAP); TargetLines inside it.
 	GlobalLines, TargetLines []string
 	Mount                    bool   // mount the control tree at Dir/mnt
-	RunAs                    string // start via setpriv as this user (test runs as root)
+	RunAs                    string // start via setpriv as USER or USER:GROUP (test runs as root)
 	Args                     []string
 	Level                    string // log level, default info
 }
@@ -182,7 +182,11 @@ func tryStartDaemon(t testing.TB, cfg daemonConfig) (*daemon, error) {
 	}
 	name := testEnv.bin
 	if cfg.RunAs != "" {
-		args = append([]string{"--reuid=" + cfg.RunAs, "--regid=" + cfg.RunAs, "--init-groups", "--", testEnv.bin}, args...)
+		user, group, ok := strings.Cut(cfg.RunAs, ":")
+		if !ok {
+			group = user
+		}
+		args = append([]string{"--reuid=" + user, "--regid=" + group, "--clear-groups", "--", testEnv.bin}, args...)
 		name = "setpriv"
 	} else {
 		// A root test daemon keeps root: the images live in root's temp dirs.
