@@ -21,6 +21,10 @@ func main() {
 		signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		os.Exit(runUnmountHelper(dir, os.Stdin))
 	}
+	// A closed log reader (a pipe into a pager or a dead supervisor) must
+	// not kill the daemon with SIGPIPE halfway through a shutdown; the
+	// failed write is just lost.
+	signal.Ignore(syscall.SIGPIPE)
 	os.Exit(realMain(os.Args, os.Stdout, os.Stderr))
 }
 

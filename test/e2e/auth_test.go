@@ -74,8 +74,9 @@ func TestHeaderDigest(t *testing.T) {
 	if err := perf.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- perf.Wait() }()
+	var perfErr error
+	done := make(chan struct{})
+	go func() { perfErr = perf.Wait(); close(done) }()
 	defer func() {
 		select {
 		case <-done:
@@ -96,9 +97,9 @@ func TestHeaderDigest(t *testing.T) {
 		t.Errorf("%s does not show hd:crc32c for the live session:\n%s", sessionFile, last)
 	}
 	select {
-	case err := <-done:
-		if err != nil || reconnectRE.MatchString(perfOut.String()) {
-			t.Errorf("iscsi-perf with header digests: %v\n%s", err, tail(strings.ReplaceAll(perfOut.String(), "\r", "\n"), 10))
+	case <-done:
+		if perfErr != nil || reconnectRE.MatchString(perfOut.String()) {
+			t.Errorf("iscsi-perf with header digests: %v\n%s", perfErr, tail(strings.ReplaceAll(perfOut.String(), "\r", "\n"), 10))
 		}
 	case <-time.After(60 * time.Second):
 		t.Errorf("iscsi-perf -t 6 did not finish in 60 s")

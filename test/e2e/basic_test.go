@@ -89,8 +89,7 @@ func TestControlTreeMount(t *testing.T) {
 	if rc := d.Stop(60 * time.Second); rc != 0 {
 		t.Fatalf("exit status %d after SIGTERM", rc)
 	}
-	mounts, _ := os.ReadFile("/proc/mounts")
-	if strings.Contains(string(mounts), " "+d.MountDir+" ") {
+	if mountedAt(d.MountDir) {
 		t.Errorf("%s still mounted after shutdown", d.MountDir)
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // targetIQN is the target every test daemon serves.
@@ -171,8 +173,20 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		select {
 		case <-d.exited:
 		default:
-			_ = d.cmd.Process.Kill()
-			<-d.exited
+			// Tests that do not stop their daemon get the graceful path;
+			// one that hangs is killed.
+			_ = d.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-d.exited:
+			case <-time.After(30 * time.Second):
+				t.Errorf("daemon did not exit within 30 s of SIGTERM; killed")
+				_ = d.cmd.Process.Kill()
+				<-d.exited
+			}
+		}
+		if d.MountDir != "" && mountedAt(d.MountDir) {
+			t.Errorf("%s still mounted after the daemon exited", d.MountDir)
+			_ = unix.Unmount(d.MountDir, unix.MNT_DETACH)
 		}
 		if t.Failed() {
 			t.Logf("daemon log (%s):\n%s", d.Dir, tail(d.log.String(), 60))
@@ -241,6 +255,20 @@ func (d *daemon) Restart() *daemon {
 		d.t.Fatalf("daemon exit status %d after SIGTERM, want 0", rc)
 	}
 	return startDaemon(d.t, d.cfg)
+}
+
+// mountedAt reports whether something is mounted at dir.
+func mountedAt(dir string) bool {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[1] == dir {
+			return true
+		}
+	}
+	return false
 }
 
 func tail(s string, n int) string {
