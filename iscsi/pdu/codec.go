@@ -174,9 +174,6 @@ func (r *Reader) ReadHeader(h *Header) error {
 		return fmt.Errorf("%w: %d > %d (%v)", ErrTooLong, n, r.MaxData, h.Opcode())
 	}
 	r.pending = n
-	if n == 0 {
-		r.pending = 0
-	}
 	return nil
 }
 
