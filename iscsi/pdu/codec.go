@@ -122,7 +122,7 @@ type Reader struct {
 	MaxData uint32
 	pending uint32 // data segment length of the current PDU not yet read
 	ahsBuf  [MaxAHSLen + DigestLen]byte
-	hdrBuf  [BHSLen]byte
+	tailBuf [8]byte // pad and digest after a data segment
 	scratch [4096]byte
 }
 
@@ -202,7 +202,7 @@ func (r *Reader) ReadData(dst []byte) error {
 	if tail == 0 {
 		return nil
 	}
-	t := r.hdrBuf[:tail]
+	t := r.tailBuf[:tail]
 	if _, err := io.ReadFull(r.r, t); err != nil {
 		return unexpected(err)
 	}
@@ -220,22 +220,24 @@ func (r *Reader) DiscardData() error {
 	n := r.pending
 	r.pending = 0
 	total := n + Pad(n)
+	if !r.datDig {
+		_, err := r.r.Discard(int(total))
+		return unexpected(err)
+	}
 	var crc uint32
 	for total > 0 {
 		c := min(total, uint32(len(r.scratch)))
 		if _, err := io.ReadFull(r.r, r.scratch[:c]); err != nil {
 			return unexpected(err)
 		}
-		if r.datDig {
-			crc = r.dig.Update(crc, r.scratch[:c])
-		}
+		crc = r.dig.Update(crc, r.scratch[:c])
 		total -= c
 	}
-	if r.datDig && n > 0 {
-		if _, err := io.ReadFull(r.r, r.hdrBuf[:DigestLen]); err != nil {
+	if n > 0 {
+		if _, err := io.ReadFull(r.r, r.tailBuf[:DigestLen]); err != nil {
 			return unexpected(err)
 		}
-		if crc != getDigest(r.hdrBuf[:]) {
+		if crc != getDigest(r.tailBuf[:]) {
 			return ErrDataDigest
 		}
 	}
