@@ -2,6 +2,19 @@
 // sessions, connections and the socket engine that feeds SCSI commands to the
 // target core.
 //
+// Each connection has one reader goroutine (conn.go: login, the CmdSN
+// window, Data-Out reception straight into the command buffer, R2T issue,
+// TMF and text handling) and one writer goroutine that owns StatSN and sends
+// everything queued in as few writev calls as it can (Data-In split per
+// MaxRecvDataSegmentLength and MaxBurstLength, responses, R2Ts, NOP-Ins).
+// SCSI commands are pooled tasks embedding target.Command; the core calls
+// Command.Done from its own goroutines, which only queues the task for the
+// writer. ErrorRecoveryLevel is 0 and a session has one connection, so a
+// connection failure ends its session. Files: server.go (listeners,
+// registry, stats), login.go, conn.go (reader, writer, NOP-In pings,
+// teardown), cmd.go (SCSI command and data phases), text.go (Text,
+// SendTargets, task management, logout).
+//
 // API CONTRACT (used by cmd/scstd and controlfs; change only together).
 package iscsi
 
