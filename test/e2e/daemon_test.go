@@ -31,6 +31,9 @@ type daemonConfig struct {
 	ImageSize int64
 	// TargetLines go inside the Target stanza of iscsi-scstd.conf.
 	TargetLines []string
+	// RemovableLUN1 adds a second image, <Dir>/disk1.img (64 MiB), as a
+	// REMOVABLE disk on LUN 1.
+	RemovableLUN1 bool
 	// Mount mounts the control tree at <dir>/mnt (needs root or the host setup).
 	Mount bool
 	// RunAs starts the daemon as this user via setpriv (the test must run as root).
@@ -86,7 +89,19 @@ func writeConfigs(t testing.TB, dir string, cfg daemonConfig) (iscsiConf, scstCo
 	for _, l := range cfg.TargetLines {
 		fmt.Fprintf(&ic, "\t%s\n", l)
 	}
-	sc := fmt.Sprintf("[HANDLER vdisk]\nDEVICE disk0,%s,,512,e2e0\n\n[GROUP Default]\n\n[ASSIGNMENT Default]\nDEVICE disk0,0\n", cfg.Image)
+	devs, luns := fmt.Sprintf("DEVICE disk0,%s,,512,e2e0\n", cfg.Image), "DEVICE disk0,0\n"
+	if cfg.RemovableLUN1 {
+		img := filepath.Join(dir, "disk1.img")
+		if err := os.WriteFile(img, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(img, 64<<20); err != nil {
+			t.Fatal(err)
+		}
+		devs += fmt.Sprintf("DEVICE disk1,%s,REMOVABLE,512,e2e1\n", img)
+		luns += "DEVICE disk1,1\n"
+	}
+	sc := "[HANDLER vdisk]\n" + devs + "\n[GROUP Default]\n\n[ASSIGNMENT Default]\n" + luns
 	for p, s := range map[string]string{iscsiConf: ic.String(), scstConf: sc} {
 		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 			t.Fatal(err)

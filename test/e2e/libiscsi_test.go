@@ -16,6 +16,7 @@ import (
 type suiteExpectation struct {
 	Suite             string // FAMILY.SUITE
 	Total, Pass, Skip int
+	LUN               int // 0: a plain disk, 1: a REMOVABLE disk
 	Note              string
 }
 
@@ -35,17 +36,20 @@ func readExpectations(t testing.TB) []suiteExpectation {
 			continue
 		}
 		cols := strings.Split(line, "\t")
-		if len(cols) < 4 {
-			t.Fatalf("%s:%d: want suite, total, pass, skip[, note]", path, n)
+		if len(cols) < 5 {
+			t.Fatalf("%s:%d: want suite, total, pass, skip, lun[, note]", path, n)
 		}
 		e := suiteExpectation{Suite: cols[0]}
-		for i, p := range []*int{&e.Total, &e.Pass, &e.Skip} {
+		for i, p := range []*int{&e.Total, &e.Pass, &e.Skip, &e.LUN} {
 			if *p, err = strconv.Atoi(cols[i+1]); err != nil {
 				t.Fatalf("%s:%d: %v", path, n, err)
 			}
 		}
-		if len(cols) > 4 {
-			e.Note = cols[4]
+		if e.LUN != 0 && e.LUN != 1 {
+			t.Fatalf("%s:%d: lun must be 0 (disk) or 1 (removable disk)", path, n)
+		}
+		if len(cols) > 5 {
+			e.Note = cols[5]
 		}
 		if e.Pass+e.Skip != e.Total {
 			t.Fatalf("%s:%d: pass+skip must equal total (fail and notrun are always 0)", path, n)
@@ -76,21 +80,33 @@ func TestLibiscsiSuites(t *testing.T) {
 			inventory[p[0]+"."+p[1]]++
 		}
 	}
-	names := make([]string, 0, len(exps))
+	names := make([][]string, 2) // per LUN
 	for _, e := range exps {
 		if inventory[e.Suite] != e.Total {
 			t.Errorf("%s: iscsi-test-cu --list has %d tests, expectations say %d", e.Suite, inventory[e.Suite], e.Total)
 		}
-		names = append(names, regexp.QuoteMeta(e.Suite))
+		names[e.LUN] = append(names[e.LUN], regexp.QuoteMeta(e.Suite))
 	}
 
-	d := startDaemon(t, daemonConfig{ImageSize: 128 << 20, KeepRoot: true})
-	out := filepath.Join(t.TempDir(), "libiscsi")
-	filter := "^(" + strings.Join(names, "|") + ")$"
-	log, err := runTool(t, 40*time.Minute, "bash", script, "-o", out, "-t", "60", "-f", filter, d.URL(0, ""))
-	t.Logf("run-libiscsi-suite.sh:\n%s", tail(log, 40))
-	if err != nil {
-		t.Fatalf("run-libiscsi-suite.sh: %v", err)
+	d := startDaemon(t, daemonConfig{ImageSize: 128 << 20, KeepRoot: true, RemovableLUN1: true})
+	base := t.TempDir()
+	outs := map[string]string{} // suite -> its results directory
+	for lun, ns := range names {
+		if len(ns) == 0 {
+			continue
+		}
+		out := filepath.Join(base, "lun"+strconv.Itoa(lun))
+		filter := "^(" + strings.Join(ns, "|") + ")$"
+		log, err := runTool(t, 30*time.Minute, "bash", script, "-o", out, "-t", "60", "-f", filter, d.URL(lun, ""))
+		t.Logf("run-libiscsi-suite.sh on LUN %d:\n%s", lun, tail(log, 40))
+		if err != nil {
+			t.Fatalf("run-libiscsi-suite.sh: %v", err)
+		}
+		for _, e := range exps {
+			if e.LUN == lun {
+				outs[e.Suite] = out
+			}
+		}
 	}
 
 	type counts struct {
@@ -98,36 +114,26 @@ func TestLibiscsiSuites(t *testing.T) {
 		bad                      []string
 	}
 	got := map[string]*counts{}
-	f, err := os.Open(filepath.Join(out, "tests.tsv"))
-	if err != nil {
-		t.Fatal(err)
+	for _, out := range []string{filepath.Join(base, "lun0"), filepath.Join(base, "lun1")} {
+		readVerdicts(t, filepath.Join(out, "tests.tsv"), func(suite, test, result string) {
+			if got[suite] == nil {
+				got[suite] = &counts{}
+			}
+			g := got[suite]
+			switch result {
+			case "pass":
+				g.pass++
+			case "skip":
+				g.skip++
+			case "fail":
+				g.fail++
+				g.bad = append(g.bad, test+" FAILED")
+			default:
+				g.notrun++
+				g.bad = append(g.bad, test+" "+result)
+			}
+		})
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		c := strings.Split(sc.Text(), "\t")
-		if len(c) != 4 {
-			continue
-		}
-		suite := c[0] + "." + c[1]
-		if got[suite] == nil {
-			got[suite] = &counts{}
-		}
-		g := got[suite]
-		switch c[3] {
-		case "pass":
-			g.pass++
-		case "skip":
-			g.skip++
-		case "fail":
-			g.fail++
-			g.bad = append(g.bad, c[2]+" FAILED")
-		default:
-			g.notrun++
-			g.bad = append(g.bad, c[2]+" "+c[3])
-		}
-	}
-	summary, _ := os.ReadFile(filepath.Join(out, "summary.tsv"))
 	for _, e := range exps {
 		t.Run(e.Suite, func(t *testing.T) {
 			g := got[e.Suite]
@@ -136,12 +142,33 @@ func TestLibiscsiSuites(t *testing.T) {
 			}
 			if g.fail != 0 || g.notrun != 0 || g.pass != e.Pass || g.skip != e.Skip {
 				t.Errorf("pass=%d fail=%d skip=%d notrun=%d, want pass=%d skip=%d; %v\n%s",
-					g.pass, g.fail, g.skip, g.notrun, e.Pass, e.Skip, g.bad, failureLines(out, e.Suite))
+					g.pass, g.fail, g.skip, g.notrun, e.Pass, e.Skip, g.bad, failureLines(outs[e.Suite], e.Suite))
 			}
 		})
 	}
-	if t.Failed() {
-		t.Logf("summary.tsv:\n%s", summary)
+}
+
+// readVerdicts calls fn for each row of a run-libiscsi-suite.sh tests.tsv
+// (a missing file has no rows: its suites then have no results).
+func readVerdicts(t testing.TB, path string, fn func(suite, test, result string)) {
+	t.Helper()
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		c := strings.Split(sc.Text(), "\t")
+		if len(c) == 4 {
+			fn(c[0]+"."+c[1], c[2], c[3])
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
 	}
 }
 
