@@ -199,6 +199,12 @@ func (c *conn) onSCSICmd(h *pdu.Header) error {
 		if err := c.rd.ReadData(t.buf[:dsl]); err != nil {
 			return err // digest error in a command: ERL 0 drops the connection
 		}
+		if !s.params.DataPDUInOrder && dsl < edtl {
+			// Out-of-order PDUs are only range-checked, so a misbehaving
+			// initiator could leave holes: make them zeros rather than
+			// whatever the pooled buffer held before.
+			clear(t.buf[dsl:])
+		}
 		t.received = dsl
 		t.unsolEnd = min(s.params.FirstBurstLength, edtl)
 		t.unsolNext = dsl
