@@ -81,7 +81,7 @@ func durWriter(c *iscsitest.Conn, mode durMode, id uint32, base uint64, blocks i
 
 // checkAcked verifies every acknowledged block of every writer in img and
 // returns the number checked and the number lost.
-func checkAcked(t *testing.T, img []byte, acks []*ackLog) (checked, lost int) {
+func checkAcked(t *testing.T, img []byte, acks []*ackLog, verbose bool) (checked, lost int) {
 	t.Helper()
 	for w, a := range acks {
 		for lba, seq := range a.acked {
@@ -89,7 +89,7 @@ func checkAcked(t *testing.T, img []byte, acks []*ackLog) (checked, lost int) {
 			id, l, s, ok := parseBlock(img[lba*blockSize:])
 			// A later write in flight at the kill may have landed too.
 			if !ok || id != uint32(w+1) || l != lba || s < seq {
-				if lost < 5 {
+				if verbose && lost < 5 {
 					t.Logf("writer %d block %d: found (id %d lba %d seq %d intact %v), acknowledged seq %d", w+1, lba, id, l, s, ok, seq)
 				}
 				lost++
@@ -163,7 +163,7 @@ func TestDurabilityAcrossSIGKILL(t *testing.T) {
 					}
 					img = b
 				}
-				checked, lost := checkAcked(t, img, acks)
+				checked, lost := checkAcked(t, img, acks, mode.durable)
 				total := 0
 				for _, n := range counts {
 					total += n

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -391,5 +392,19 @@ func TestNetworkFuzz(t *testing.T) {
 	}
 	if rc := d.Stop(30 * time.Second); rc != 0 {
 		t.Errorf("exit status %d after SIGTERM", rc)
+	}
+	// Connections the target refused or closed on its own leave a log line
+	// saying why. (Connections the initiator ended with an EOF at a PDU
+	// boundary need none.)
+	refused := counts["login/"+string(outLoginRefuse)]
+	closed := counts["full-feature/"+string(outClosed)] + counts["login/"+string(outClosed)] + counts["random/"+string(outClosed)]
+	if n := strings.Count(d.Log(), `msg="login failed"`); n < refused {
+		t.Errorf("%d logins refused but %d 'login failed' log lines", refused, n)
+	}
+	if n := strings.Count(d.Log(), `msg="closing connection"`) + strings.Count(d.Log(), `msg="login failed"`); n < refused+closed {
+		t.Errorf("%d connections refused or closed by the target but %d log lines about it", refused+closed, n)
+	}
+	if os.Getenv("SCSTD_FUZZ_LOG") != "" {
+		t.Logf("daemon log:\n%s", d.Log())
 	}
 }
