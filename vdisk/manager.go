@@ -166,6 +166,7 @@ func (m *Manager) newVdev(name, handler string, devType byte, bs uint32, f Flags
 	v.initTasks()
 	v.gate.init()
 	v.slow = m.slow
+	v.mgr = m
 	v.hooks = coreHooks{v}
 	return v
 }

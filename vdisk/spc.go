@@ -79,7 +79,7 @@ func (d *vdev) stdInquiry(b []byte) int {
 // vpdPages lists the VPD pages a device type supports, ascending.
 func (d *vdev) vpdPages() []byte {
 	if d.devType == scsi.TypeDisk {
-		return []byte{0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2}
+		return []byte{0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2}
 	}
 	return []byte{0x00, 0x80, 0x83}
 }
@@ -103,6 +103,8 @@ func (d *vdev) vpd(page byte, b []byte) (int, bool) {
 		plen = copy(b[4:], d.usn)
 	case 0x83:
 		plen = d.deviceIDs(b[4:])
+	case 0x8f:
+		plen = thirdPartyCopyVPD(b[4:])
 	case 0xb0:
 		plen = 0x3c
 		p := b[4:] // p[i] is page byte i+4 (SBC-3 6.6.4)
@@ -219,6 +221,7 @@ func (d *vdev) NexusLost(s *target.Session) {
 	delete(d.preventers, s)
 	d.prevent.Store(len(d.preventers) != 0)
 	d.mu.Unlock()
+	d.xcopy.forget(s)
 }
 
 func removableOnly(d *vdev) bool { return d.removable() }

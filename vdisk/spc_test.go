@@ -63,7 +63,7 @@ func TestInquiry(t *testing.T) {
 	r = s.run(lun, inquiry(true, 0x00, 255), 255, nil)
 	good(t, "vpd 0", r)
 	pages := r.data[4 : 4+binary.BigEndian.Uint16(r.data[2:])]
-	if !bytes.Equal(pages, []byte{0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2}) {
+	if !bytes.Equal(pages, []byte{0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2}) {
 		t.Fatalf("supported pages % x", pages)
 	}
 	for _, p := range pages {

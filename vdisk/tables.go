@@ -123,6 +123,13 @@ func newDiskTable() *opTable {
 		{name: "WRITE ATOMIC(16)", op: scsi.OpWriteAtomic16, cdbLen: 16,
 			usage: usage(0x9c, wrFlags, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0),
 			flags: fMedium | fWrite, exec: execWriteAtomic},
+		// Third-party copy.
+		{name: "EXTENDED COPY(LID1)", op: scsi.OpExtendedCopy, sa: 0x00, hasSA: true, cdbLen: 16,
+			usage: usage(0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0), flags: fMedium, exec: execExtendedCopy},
+		{name: "RECEIVE COPY RESULTS COPY STATUS", op: scsi.OpReceiveCopyResults, sa: 0x00, hasSA: true, cdbLen: 16,
+			usage: usage(0x84, 0x00, 0xff, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0), exec: execReceiveCopyResults},
+		{name: "RECEIVE COPY RESULTS OPERATING PARAMETERS", op: scsi.OpReceiveCopyResults, sa: 0x03, hasSA: true, cdbLen: 16,
+			usage: usage(0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0), exec: execReceiveCopyResults},
 		{name: "READ DEFECT DATA(10)", op: scsi.OpReadDefectData10, cdbLen: 10,
 			usage: usage(0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0), flags: fMedium, exec: execReadDefectData},
 		{name: "READ DEFECT DATA(12)", op: scsi.OpReadDefectData12, cdbLen: 12,

@@ -123,6 +123,9 @@ type vdev struct {
 	// thin: logical block provisioning (UNMAP, WRITE SAME UNMAP, LBPME);
 	// lbprz: unmapped blocks read as zeros. Fixed when the disk opens.
 	thin, lbprz bool
+	// xcopy keeps EXTENDED COPY results; mgr finds copy targets.
+	xcopy xcopyState
+	mgr   *Manager
 
 	// mu serializes MODE SELECT and medium changes (control path only).
 	mu sync.Mutex
