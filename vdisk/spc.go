@@ -131,6 +131,9 @@ func (d *vdev) vpd(page byte, b []byte) (int, bool) {
 			rate = 1 // non-rotating medium
 		}
 		binary.BigEndian.PutUint16(b[4:], rate)
+		// WABEREQ/WACEREQ 01b: reads after BLOCK/CRYPTO ERASE succeed
+		// (and return zeros).
+		b[7] = 0x50
 	case 0xb2:
 		// Logical Block Provisioning (SBC-3 6.6.5).
 		plen = 4

@@ -10,6 +10,8 @@ const (
 	toFast = 5
 	toIO   = 30
 	toSync = 60
+	// toSanitize: a whole-medium overwrite.
+	toSanitize = 3600
 )
 
 // CDB usage data of the shared layouts (SPC-4 6.35.3: a bit set for every
@@ -123,6 +125,16 @@ func newDiskTable() *opTable {
 		{name: "WRITE ATOMIC(16)", op: scsi.OpWriteAtomic16, cdbLen: 16,
 			usage: usage(0x9c, wrFlags, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0),
 			flags: fMedium | fWrite, exec: execWriteAtomic},
+		// SANITIZE.
+		{name: "SANITIZE OVERWRITE", op: scsi.OpSanitize, sa: saOverwrite, hasSA: true, cdbLen: 10,
+			usage: usage(0x48, 0x80|saOverwrite, 0, 0, 0, 0, 0, 0xff, 0xff, 0), flags: fMedium | fWrite, timeout: toSanitize, exec: execSanitize},
+		{name: "SANITIZE BLOCK ERASE", op: scsi.OpSanitize, sa: saBlockErase, hasSA: true, cdbLen: 10,
+			usage: usage(0x48, 0x80|saBlockErase, 0, 0, 0, 0, 0, 0xff, 0xff, 0), flags: fMedium | fWrite, timeout: toSanitize,
+			exec: execSanitize, avail: blockEraseAvail},
+		{name: "SANITIZE CRYPTOGRAPHIC ERASE", op: scsi.OpSanitize, sa: saCryptoErase, hasSA: true, cdbLen: 10,
+			usage: usage(0x48, 0x80|saCryptoErase, 0, 0, 0, 0, 0, 0xff, 0xff, 0), flags: fMedium | fWrite, timeout: toSanitize, exec: execSanitize},
+		{name: "SANITIZE EXIT FAILURE MODE", op: scsi.OpSanitize, sa: saExitFailureMode, hasSA: true, cdbLen: 10,
+			usage: usage(0x48, 0x80|saExitFailureMode, 0, 0, 0, 0, 0, 0xff, 0xff, 0), flags: fMedium | fWrite, exec: execSanitize},
 		// Third-party copy.
 		{name: "EXTENDED COPY(LID1)", op: scsi.OpExtendedCopy, sa: 0x00, hasSA: true, cdbLen: 16,
 			usage: usage(0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0), flags: fMedium, exec: execExtendedCopy},

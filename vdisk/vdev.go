@@ -126,6 +126,10 @@ type vdev struct {
 	// xcopy keeps EXTENDED COPY results; mgr finds copy targets.
 	xcopy xcopyState
 	mgr   *Manager
+	// sanitizing is set while SANITIZE runs; sanitize (under mu) is the
+	// operation.
+	sanitizing atomic.Bool
+	sanitize   sanitizeJob
 
 	// mu serializes MODE SELECT and medium changes (control path only).
 	mu sync.Mutex
@@ -233,10 +237,18 @@ func (d *vdev) dispatch(c *target.Command) (outcome, scsi.Sense) {
 	}
 	e := d.table.lookup(c.CDB)
 	if e == nil || (e.avail != nil && !e.avail(d)) {
+		if d.table.subs[c.CDB[0]] != nil && d.table.ops[c.CDB[0]] == nil {
+			// A known opcode with an unsupported service action (SPC-4
+			// 4.5.1: INVALID FIELD IN CDB, not an unknown opcode).
+			return invalidField(1, 4)
+		}
 		return check, scsi.SenseInvalidOpcode
 	}
 	if len(c.CDB) < e.cdbLen {
 		return check, scsi.SenseInvalidOpcode
+	}
+	if d.sanitizing.Load() && !sanitizeAllowed(c.CDB[0]) {
+		return check, senseSanitizing
 	}
 	if e.flags&fMedium != 0 && !d.mediumPresent() {
 		return check, d.notReady()

@@ -12,3 +12,7 @@ const (
 	TypeDisk  byte = 0x00
 	TypeCDROM byte = 0x05
 )
+
+// ASCSanitizeInProgress answers media access while SANITIZE runs (SBC-4
+// 4.11).
+const ASCSanitizeInProgress ASC = 0x041b
