@@ -57,6 +57,10 @@ func FuzzDispatch(f *testing.F) {
 		rsoc(true, 0, 0, 0, 4096), rsoc(false, 2, 0x9e, 0x10, 64), readTOC(true, 0, 0xaa, 20),
 		{scsi.OpStartStopUnit, 1, 0, 0, 0x02, 0}, {scsi.OpGetConfiguration, 1, 0, 0, 0, 0, 0, 0, 100, 0},
 		{scsi.OpGetEventStatusNotification, 1, 0, 0, 0xff, 0, 0, 0, 8, 0}, {0xff}, {},
+		unmapCDB(24, false), cdb16(scsi.OpWriteSame16, 0, 4, 0x08), cdb10(scsi.OpWriteSame10, 1, 0, 0),
+		getLBAStatus(0, 64), cawCDB(0, 1, 0), cdb16(scsi.OpOrWrite, 0, 1, 0), xcopyCDB(12), rcrCDB(3, 0),
+		sanitizeCDB(saCryptoErase, false, 0), sanitizeCDB(saOverwrite, true, 8),
+		{scsi.OpWriteAtomic16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0},
 	}
 	for i, c := range seeds {
 		f.Add(c, []byte{0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 2, 0}, uint32(512), uint8(i))
