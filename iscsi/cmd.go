@@ -113,12 +113,18 @@ func (c *conn) releaseTask(t *task) {
 		c.sess.core.PutBuffer(t.buf)
 	}
 	t.buf = nil
+	c.unregister(t)
+	c.pool.Put(t)
+}
+
+// unregister removes the task from the ITT registry (a newer command may
+// already use the tag).
+func (c *conn) unregister(t *task) {
 	c.tmu.Lock()
 	if c.tasks[t.itt] == t {
 		delete(c.tasks, t.itt)
 	}
 	c.tmu.Unlock()
-	c.pool.Put(t)
 }
 
 // onSCSICmd receives a SCSI Command PDU with its immediate data.
@@ -438,6 +444,10 @@ func (t *task) findR2T(ttt uint32) int {
 // emitTask builds the Data-In PDUs and/or the SCSI Response of a finished
 // task. Aborted commands get no response (RFC 7143 §4.2.3.3 via the TMF).
 func (c *conn) emitTask(t *task) {
+	// The tag is free once the response is on its way: an initiator may
+	// reuse it as soon as it sees the response, possibly before this
+	// writev returns.
+	c.unregister(t)
 	cmd := &t.Command
 	if cmd.Aborted || t.state == stAborted {
 		return

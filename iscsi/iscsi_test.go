@@ -1120,3 +1120,17 @@ func TestServeContextCancel(t *testing.T) {
 		t.Fatalf("Serve after Shutdown: %v", err)
 	}
 }
+
+// TestITTReuse: an initiator may reuse a tag as soon as it has the
+// response (Linux reuses task slots at once).
+func TestITTReuse(t *testing.T) {
+	e := newEnv(t)
+	c := e.login(t, iscsitest.Options{})
+	for i := range 300 {
+		c.ITT = 4
+		res, err := c.Do(&iscsitest.Cmd{CDB: iscsitest.Read10(uint32(i), 1), ReadLen: blockSize})
+		if err != nil || res.Status != 0 {
+			t.Fatalf("command %d: %v", i, err)
+		}
+	}
+}
