@@ -1,0 +1,89 @@
+//go:build scstd_known_bugs
+
+// These tests fail until the iscsi package bounds what one connection may
+// hold in memory (see docs/reliability.md, "Known bugs"). Run them with
+//
+//	go test -tags scstd_known_bugs -run TestUnreadResponses ./test/reliability/
+//
+// and drop the build tag once they pass.
+
+package reliability
+
+import (
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/scstd/scstd/iscsi/iscsitest"
+	"github.com/scstd/scstd/iscsi/pdu"
+)
+
+// An initiator that sends READ commands and never reads the responses must
+// not make the daemon buffer them without bound: the target has to stop
+// reading (TCP back-pressure) or refuse commands (BUSY / TASK SET FULL) once
+// a bounded number of responses wait to be sent, whether the commands are
+// immediate (outside the CmdSN window) or keep CmdSN running past the
+// MaxCmdSN the initiator has not read. Another session keeps working.
+func TestUnreadResponsesBoundMemory(t *testing.T) {
+	const (
+		cmdBlocks     = 128 // 64 KiB per command
+		rssBoundKiB   = 256 << 10
+		maxCommands   = 200000
+		floodDuration = 5 * time.Second
+	)
+	for _, immediate := range []bool{false, true} {
+		name := "CmdSN past MaxCmdSN"
+		if immediate {
+			name = "immediate"
+		}
+		t.Run(name, func(t *testing.T) {
+			d := startDaemon(t, daemonConfig{})
+			good := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName("flood-good"), ISID: 0x400000001001})
+			c := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName("flood"), ISID: 0x400000001002})
+			clearUA(t, c, 0)
+			rssStart := d.RSSKiB()
+			c.Timeout = 2 * time.Second // a blocked send is the back-pressure we want
+			deadline := time.Now().Add(floodDuration)
+			sent, peak := 0, int64(0)
+			blocked := false
+			for sent < maxCommands && time.Now().Before(deadline) {
+				var h pdu.BHS
+				h.SetOpcode(pdu.OpSCSICmd, immediate)
+				h.SetFlags(pdu.FlagFinal | pdu.FlagRead)
+				h.SetITT(c.NextITT())
+				h.SetEDTL(cmdBlocks * blockSize)
+				h.SetCmdSN(c.CmdSN)
+				if !immediate {
+					c.CmdSN++
+				}
+				copy(h.CDB(), read16(uint64(sent%4096), cmdBlocks))
+				if err := c.Send(&h, nil, nil); err != nil {
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						blocked = true
+						break
+					}
+					t.Fatalf("send %d: %v", sent, err)
+				}
+				sent++
+				if sent%2000 == 0 {
+					r := d.RSSKiB()
+					peak = max(peak, r)
+					if r-rssStart > 2*rssBoundKiB {
+						break // enough to fail, before the machine suffers
+					}
+				}
+			}
+			peak = max(peak, d.RSSKiB())
+			t.Logf("%d unread 64 KiB READs sent (blocked: %v); daemon RSS %d KiB -> peak %d KiB", sent, blocked, rssStart, peak)
+			if peak-rssStart > rssBoundKiB {
+				t.Errorf("daemon RSS grew %d KiB buffering responses nobody reads (bound %d KiB)", peak-rssStart, rssBoundKiB)
+			}
+			c.Close()
+			if _, err := readBlocks(good, 0, 0, 8); err != nil {
+				t.Errorf("another session after the flood: %v", err)
+			}
+		})
+	}
+}
