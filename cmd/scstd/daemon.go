@@ -165,7 +165,8 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 	if runErr != nil {
 		return fmt.Errorf("serve: %w", runErr)
 	}
-	log.Info("stopped")
+	// "stopped" is logged by the caller, after the deferred unmount and
+	// device flushes have run.
 	return nil
 }
 

@@ -56,7 +56,11 @@ func start(o *options, stdout, stderr io.Writer) error {
 		out = f
 	}
 	log := newLogger(out, o.LogLevel)
-	return serve(context.Background(), o, log, n)
+	if err := serve(context.Background(), o, log, n); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
 }
 
 // newLogger returns the root log entry; packages get children of it.
