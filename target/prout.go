@@ -463,15 +463,18 @@ func (nx *nexus) prout(c *Command) error {
 	dev.prUA(scsi.ASCReservationsReleased, fx.resvReleased, s)
 	dev.prUA(scsi.ASCReservationsPreempted, fx.resvPreempted, s)
 	if len(fx.abort) > 0 {
-		dev.abortPreempted(fx.abort, c)
+		dev.abortPreempted(fx.abort)
 	}
 	return nil
 }
 
 // abortPreempted aborts every task of the I_T nexuses that PREEMPT AND
-// ABORT preempted (SPC-4 5.13.11.4.5), except the PREEMPT AND ABORT
-// command itself, and waits for them.
-func (d *Device) abortPreempted(regs []registrant, self *Command) {
+// ABORT preempted (SPC-4 5.13.11.4.5) and waits for them. PERSISTENT
+// RESERVE OUT commands are spared: one of them may itself be a PREEMPT AND
+// ABORT waiting for tasks of other nexuses, and waiting for it could close
+// a cycle of waits. Spared ones run against the new state (the preempted
+// I_T nexus is no longer registered, so most get RESERVATION CONFLICT).
+func (d *Device) abortPreempted(regs []registrant) {
 	var victims []*nexus
 	for _, nx := range d.nexuses() {
 		id := nx.sess.prID()
@@ -482,10 +485,10 @@ func (d *Device) abortPreempted(regs []registrant, self *Command) {
 			}
 		}
 	}
-	notSelf := func(c *Command) bool { return c != self }
+	victim := func(c *Command) bool { return c.CDB[0] != scsi.OpPersistentReserveOut }
 	marked := make([]bool, len(victims))
 	for i, nx := range victims {
-		marked[i] = nx.abortMark(notSelf)
+		marked[i] = nx.abortMark(victim)
 	}
 	for i, nx := range victims {
 		if marked[i] {
