@@ -66,3 +66,43 @@ func TestBlockDevice(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockDeviceDiscard: block devices are thick by default; with ThinOn
+// UNMAP and WRITE SAME UNMAP reach the device as BLKDISCARD (a loop device
+// punches the hole in its backing file).
+func TestBlockDeviceDiscard(t *testing.T) {
+	dev := loopDevice(t, 8<<20)
+	h := newHarness(t, ManagerOptions{})
+	if err := h.m.Open("auto", dev, 512, Flags{BlockIO: true}); err != nil {
+		t.Fatal(err)
+	}
+	if h.m.Disks()[0].Thin {
+		t.Fatal("a block device is thin without ThinOn")
+	}
+	if err := h.m.Close("auto"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.m.Open("bd", dev, 512, Flags{BlockIO: true, Thin: ThinOn}); err != nil {
+		t.Fatal(err)
+	}
+	if !h.m.Disks()[0].Thin {
+		t.Fatal("ThinOn ignored for a block device")
+	}
+	lun := h.mapLUN("bd", false)
+	s := h.session("iqn.init")
+	s.clearUA(lun)
+	rc := s.run(lun, readCap16(32), 32, nil)
+	if rc.data[14]&0xc0 != 0x80 {
+		t.Fatalf("block device: LBPME without LBPRZ expected, byte 14 %#x", rc.data[14])
+	}
+	data := pattern(64<<10, 3)
+	good(t, "write", s.run(lun, cdb10(scsi.OpWrite10, 0, 128, 0x08), uint32(len(data)), data))
+	p := unmapParamList([2]uint64{0, 64})
+	good(t, "unmap", s.run(lun, unmapCDB(uint16(len(p)), false), uint32(len(p)), p))
+	good(t, "write same unmap", s.run(lun, cdb16(scsi.OpWriteSame16, 64, 64, 0x08), 512, make([]byte, 512)))
+	r := s.run(lun, cdb16(scsi.OpRead16, 0, 128, 0), uint32(len(data)), nil)
+	good(t, "read", r)
+	if !bytes.Equal(r.data, make([]byte, len(data))) {
+		t.Fatal("discarded loop device blocks do not read as zeros")
+	}
+}
