@@ -4,18 +4,17 @@ import "github.com/scstd/scstd/target/scsi"
 
 // Opcodes not named in package scsi that the conflict tables classify.
 const (
-	opLogSelect            byte = 0x4c
-	opLogSense             byte = 0x4d
-	opReadMediaSerial      byte = 0xab // SERVICE ACTION IN(12), SA 01h
-	opSecurityProtocolIn   byte = 0xa2
-	opReadAttribute        byte = 0x8c
-	opReportDensitySupport byte = 0x44 // READ TOC on MMC devices
+	opLogSense           byte = 0x4d
+	opReadMediaSerial    byte = 0xab // SERVICE ACTION IN(12), SA 01h
+	opSecurityProtocolIn byte = 0xa2
+	opReadAttribute      byte = 0x8c
+	opReadHeader         byte = 0x44 // MMC READ HEADER
 )
 
 // access classes of commands under reservations.
 const (
-	// accAllowed: never conflicts (SPC-4 tables 63/64 "Allowed" in every
-	// column; SBC-3 READ CAPACITY).
+	// accAllowed: never conflicts ("Allowed" in every column of the SPC-4
+	// and SBC-3 tables of commands allowed under persistent reservations).
 	accAllowed uint8 = iota
 	// accRead: reads the medium or device state; conflicts for those
 	// without access under Exclusive Access types only. This is the
@@ -56,7 +55,7 @@ func accessClass(cdb []byte) uint8 {
 		scsi.OpReceiveCopyResults, opReadAttribute,
 		scsi.OpReadTOC, scsi.OpGetConfiguration, scsi.OpGetEventStatusNotification,
 		scsi.OpReadDiscInformation, scsi.OpReadCD, scsi.OpMechanismStatus,
-		scsi.OpReadFormatCapacities, opReportDensitySupport:
+		scsi.OpReadFormatCapacities, opReadHeader:
 		return accRead
 	}
 	return accWrite
