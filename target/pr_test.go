@@ -932,3 +932,24 @@ func TestPRConcurrent(t *testing.T) {
 	d.pr.mu.Unlock()
 	checkInvariants(t, &data)
 }
+
+func TestPRRegisterAndMoveByName(t *testing.T) {
+	e := newPREnv(t, "")
+	prout(t, e.a, proutRegister, 0, 0, 0xa, 0)
+	wantStatus(t, "reserve", prout(t, e.a, proutReserve, prWriteExclusive, 0xa, 0, 0), scsi.StatusGood)
+	// Format 00b names the initiator, not one of its ports: every ISID of
+	// c is the new holder. UNREG is clear, so a stays registered.
+	tid := appendTransportID(nil, "iqn.2026-01.test:c", 0)
+	p := proutParams(0xa, 0xc, 0)
+	binary.BigEndian.PutUint16(p[18:], e.core.ports.id(prTarget))
+	binary.BigEndian.PutUint32(p[20:], uint32(len(tid)))
+	p = append(p, tid...)
+	wantStatus(t, "move", runData(t, e.a, proutCDB(proutRegisterMove, 0, uint32(len(p))), p), scsi.StatusGood)
+	if _, keys := readKeys(t, e.b); !reflect.DeepEqual(keys, []uint64{0xa, 0xc}) {
+		t.Fatalf("keys %x", keys)
+	}
+	c2 := newPRSess(t, e.core, "iqn.2026-01.test:c", 0x23d000000077)
+	wantStatus(t, "c via another ISID writes", run(t, c2, 0, write10()...), scsi.StatusGood)
+	wantStatus(t, "a no longer holds it", run(t, e.a, 0, write10()...), scsi.StatusReservationConflict)
+	wantStatus(t, "a is still registered", prout(t, e.a, proutRegister, 0, 0xa, 0xa2, 0), scsi.StatusGood)
+}
