@@ -226,6 +226,13 @@ func tryStartDaemon(t testing.TB, cfg daemonConfig) (*daemon, error) {
 			_ = d.cmd.Process.Kill()
 			<-d.exited
 		}
+		// A race report (daemon built with -race) or a recovered panic
+		// fails whichever test provoked it.
+		for _, bad := range []string{"WARNING: DATA RACE", "panic in connection reader", "goroutine panicked"} {
+			if i := strings.Index(d.log.String(), bad); i >= 0 {
+				t.Errorf("daemon log contains %q:\n%s", bad, excerpt(d.log.String(), i, 6000))
+			}
+		}
 		if t.Failed() {
 			t.Logf("daemon log (%s):\n%s", d.Dir, tail(d.log.String(), 80))
 		}
@@ -380,6 +387,11 @@ func (d *daemon) readCtl(path string) string {
 		d.t.Fatalf("read %s: %v", path, err)
 	}
 	return string(b)
+}
+
+// excerpt returns up to n bytes of s from i.
+func excerpt(s string, i, n int) string {
+	return s[i:min(len(s), i+n)]
 }
 
 func tail(s string, n int) string {
