@@ -30,10 +30,13 @@ const (
 	outSurvived    fuzzOutcome = "survived" // answered normally and still in step (NOP echoed)
 )
 
-// encodePDU serialises one PDU without digests.
-func encodePDU(h *pdu.BHS, ahs, data []byte) []byte {
+// encodePDU serialises one PDU with enc (digests as enc has them; nil: none).
+func encodePDU(enc *pdu.Encoder, h *pdu.BHS, ahs, data []byte) []byte {
+	if enc == nil {
+		enc = pdu.NewEncoder()
+	}
 	var f pdu.Frame
-	iov := pdu.NewEncoder().AppendWithAHS(nil, &f, h, ahs, data)
+	iov := enc.AppendWithAHS(nil, &f, h, ahs, data)
 	var b bytes.Buffer
 	for _, p := range iov {
 		b.Write(p)
@@ -57,7 +60,7 @@ func (f *fuzzer) loginPDU(name string, isid uint64) []byte {
 	if f.rng.IntN(3) == 0 {
 		kvs = append(kvs, param.KV{Key: "MaxRecvDataSegmentLength", Value: "8192"}, param.KV{Key: "HeaderDigest", Value: "None"})
 	}
-	return encodePDU(&h, nil, param.AppendText(nil, kvs))
+	return encodePDU(nil, &h, nil, param.AppendText(nil, kvs))
 }
 
 // ffPDU is a valid full-feature-phase PDU of a random kind for session c.
@@ -107,7 +110,7 @@ func (f *fuzzer) ffPDU(c *iscsitest.Conn) []byte {
 		h.SetOpcode(pdu.Opcode(0x10), false)
 		h.SetFinal(true)
 	}
-	return encodePDU(&h, ahs, data)
+	return encodePDU(c.Enc, &h, ahs, data)
 }
 
 // mutate applies 1 to 4 random mutations to a copy of b.
@@ -286,11 +289,19 @@ func fuzzOne(f *fuzzer, addr string, n int) (string, fuzzOutcome, error) {
 		o, err := awaitVerdict(c, 0)
 		return "login", o, err
 	default: // logged in, then mutated full-feature PDUs and a ping
-		c, err := dialLogin(addr, iscsitest.Options{InitiatorName: name, ISID: isid})
+		// A third of the sessions run with header and data digests, so
+		// mutations also hit the CRC checks.
+		dig := f.rng.IntN(3) == 0
+		c, err := dialLogin(addr, iscsitest.Options{InitiatorName: name, ISID: isid, HeaderDigest: dig, DataDigest: dig})
 		if err != nil {
 			return "", "", fmt.Errorf("fuzz login: %w", err)
 		}
 		defer c.Close()
+		if dig {
+			if c.Answers["HeaderDigest"] != "CRC32C" || c.Answers["DataDigest"] != "CRC32C" {
+				return "", "", fmt.Errorf("digests not negotiated: %v", c.Answers)
+			}
+		}
 		var b []byte
 		for k := 1 + f.rng.IntN(3); k > 0; k-- {
 			b = append(b, f.mutate(f.ffPDU(c))...)
@@ -298,12 +309,16 @@ func fuzzOne(f *fuzzer, addr string, n int) (string, fuzzOutcome, error) {
 		_ = c.SendRaw(b)
 		ping, _ := sendPing(c)
 		o, err := awaitVerdict(c, ping)
+		if dig {
+			return "full-feature-crc", o, err
+		}
 		return "full-feature", o, err
 	}
 }
 
 // Random and mutated PDUs (from valid Login, SCSI Command, Data-Out, NOP,
-// Text, TMF and SNACK PDUs built with the pdu codec, plus raw garbage) at a
+// Text, TMF and SNACK PDUs built with the pdu codec, a third of the
+// sessions with CRC32C header and data digests, plus raw garbage) at a
 // live daemon for a bounded time, 8 connections at a time. Meanwhile two
 // sessions run verified I/O. The daemon never dies, the verifying sessions
 // see no error and no mismatch, every fuzzed connection is answered with a
@@ -311,7 +326,8 @@ func fuzzOne(f *fuzzer, addr string, n int) (string, fuzzOutcome, error) {
 // echoed), and the daemon's descriptors return to their level before the
 // fuzzing.
 func TestNetworkFuzz(t *testing.T) {
-	d := startDaemon(t, daemonConfig{Devices: []device{{Name: "disk0", Size: 64 << 20}}})
+	d := startDaemon(t, daemonConfig{Devices: []device{{Name: "disk0", Size: 64 << 20}},
+		TargetLines: []string{"HeaderDigest CRC32C,None", "DataDigest CRC32C,None"}})
 	var vs []*verifier
 	for i := 0; i < 2; i++ {
 		c := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName(fmt.Sprintf("fuzz-good%d", i)), ISID: 0x400000000d00 | uint64(i)})
@@ -397,7 +413,8 @@ func TestNetworkFuzz(t *testing.T) {
 	// saying why. (Connections the initiator ended with an EOF at a PDU
 	// boundary need none.)
 	refused := counts["login/"+string(outLoginRefuse)]
-	closed := counts["full-feature/"+string(outClosed)] + counts["login/"+string(outClosed)] + counts["random/"+string(outClosed)]
+	closed := counts["full-feature/"+string(outClosed)] + counts["full-feature-crc/"+string(outClosed)] +
+		counts["login/"+string(outClosed)] + counts["random/"+string(outClosed)]
 	if n := strings.Count(d.Log(), `msg="login failed"`); n < refused {
 		t.Errorf("%d logins refused but %d 'login failed' log lines", refused, n)
 	}
