@@ -82,7 +82,10 @@ func TestBlockDeviceDiscard(t *testing.T) {
 	if err := h.m.Close("auto"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.m.Open("bd", dev, 512, Flags{BlockIO: true, Thin: ThinOn}); err != nil {
+	if err := h.m.Open("bd", dev, 512, Flags{BlockIO: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.m.SetThinProvisioning("bd", ThinOn); err != nil {
 		t.Fatal(err)
 	}
 	if !h.m.Disks()[0].Thin {

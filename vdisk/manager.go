@@ -26,9 +26,6 @@ import (
 // Flags are the open options of spec §1.15.
 type Flags struct {
 	WriteThrough, NVCache, ReadOnly, ODirect, NullIO, BlockIO, Removable bool
-	// Thin selects logical block provisioning; the zero value (ThinAuto)
-	// enables it where the backing file can punch holes.
-	Thin ThinMode
 }
 
 // ManagerOptions configures a Manager.
@@ -233,7 +230,7 @@ func (m *Manager) Open(name, path string, blockSize uint32, f Flags) error {
 		return err
 	}
 	v.log.WithFields(logrus.Fields{"handler": handler, "file": path, "block_size": bs,
-		"engine": med.eng.Name(), "thin": v.thin}).Info("virtual disk opened")
+		"engine": med.eng.Name(), "thin": v.thin.Load()}).Info("virtual disk opened")
 	return nil
 }
 
@@ -427,7 +424,7 @@ func (m *Manager) Disks() []DiskInfo {
 		if !ok || v.devType != scsi.TypeDisk {
 			continue
 		}
-		info := DiskInfo{Name: v.name, BlockSize: v.blockSize, Flags: v.flags, T10ID: *v.t10id.Load(), Handler: v.handler, Thin: v.thin}
+		info := DiskInfo{Name: v.name, BlockSize: v.blockSize, Flags: v.flags, T10ID: *v.t10id.Load(), Handler: v.handler, Thin: v.thin.Load()}
 		if med := v.med.Load(); med != nil {
 			info.Path = med.path
 			info.Size = int64(med.nblocks.Load() << v.shift)
@@ -437,11 +434,14 @@ func (m *Manager) Disks() []DiskInfo {
 	return out
 }
 
-// setThin decides logical block provisioning for a disk's medium: holes in
-// regular files read as zeros (LBPRZ); discarded block device sectors may
-// not, and /dev/zero, NULLIO and read-only disks have nothing to free.
+// setThin decides logical block provisioning for a disk's medium from
+// v.thinMode (v.mu held, or v not yet registered): holes in regular files
+// read as zeros (LBPRZ); discarded block device sectors may not, and
+// /dev/zero, NULLIO and read-only disks have nothing to free.
 func (v *vdev) setThin(m *medium) {
-	if v.flags.Thin == ThinOff || m.file == nil || v.flags.ReadOnly {
+	thin, lbprz := false, false
+	defer func() { v.thin.Store(thin); v.lbprz.Store(lbprz) }()
+	if v.thinMode == ThinOff || m == nil || m.file == nil || v.flags.ReadOnly {
 		return
 	}
 	fi, err := m.file.Stat()
@@ -450,10 +450,40 @@ func (v *vdev) setThin(m *medium) {
 	}
 	switch {
 	case m.blockDev:
-		v.thin = v.flags.Thin == ThinOn
+		thin = v.thinMode == ThinOn
 	case canPunch(int(m.file.Fd()), fi.Size()):
-		v.thin, v.lbprz = true, true
-	case v.flags.Thin == ThinOn:
+		thin, lbprz = true, true
+	case v.thinMode == ThinOn:
 		v.log.WithField("file", m.path).Warn("thin provisioning requested but the file system cannot punch holes")
 	}
+}
+
+// SetThinProvisioning implements the thin_provisioned device attribute:
+// ThinAuto (the default at open) enables logical block provisioning where
+// the backing file can punch holes, ThinOn also for block devices
+// (BLKDISCARD), ThinOff reports a fully provisioned disk. Initiators get
+// INQUIRY DATA HAS CHANGED and CAPACITY DATA HAS CHANGED unit attentions
+// when the advertised provisioning changes.
+func (m *Manager) SetThinProvisioning(name string, mode ThinMode) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, err := m.lookup(name, scsi.TypeDisk)
+	if err != nil {
+		return err
+	}
+	if mode > ThinOff {
+		return errnof(syscall.EINVAL, "thin_provisioned %s: bad mode %d", name, mode)
+	}
+	v.mu.Lock()
+	before := v.thin.Load()
+	v.thinMode = mode
+	v.setThin(v.med.Load())
+	after := v.thin.Load()
+	v.mu.Unlock()
+	if before != after {
+		v.hooks.RaiseUA(scsi.ASCInquiryDataHasChanged)
+		v.hooks.RaiseUA(scsi.ASCCapacityDataHasChanged)
+		v.log.WithField("thin", after).Info("thin provisioning changed")
+	}
+	return nil
 }

@@ -133,7 +133,7 @@ func sanitizeSlow(d *vdev, _ *target.Command, m *medium) (outcome, scsi.Sense) {
 			}
 			err = d.fill(m, 0, length, pat, pass == job.passes-1)
 		}
-	case d.thin:
+	case d.thin.Load():
 		if err = m.discard(0, length); err == nil {
 			err = m.sync()
 		}
@@ -149,4 +149,4 @@ func sanitizeSlow(d *vdev, _ *target.Command, m *medium) (outcome, scsi.Sense) {
 }
 
 // blockEraseAvail: the erased state of BLOCK ERASE is "deallocated".
-func blockEraseAvail(d *vdev) bool { return d.thin }
+func blockEraseAvail(d *vdev) bool { return d.thin.Load() }

@@ -31,7 +31,7 @@ func TestSanitize(t *testing.T) {
 	h := newHarness(t, ManagerOptions{})
 	const nb = 2048
 	lun, _ := h.disk("thin", nb*512, 512, Flags{})
-	thick, _ := h.disk("thick", nb*512, 512, Flags{Thin: ThinOff})
+	thick := h.thickDisk("thick", nb*512)
 	s := h.session("iqn.init")
 	s.clearUA(lun)
 	s.clearUA(thick)
@@ -87,7 +87,7 @@ func TestSanitize(t *testing.T) {
 
 	// IMMED: GOOD at once, NOT READY / SANITIZE IN PROGRESS until done,
 	// INQUIRY still answered.
-	big, _ := h.disk("big", 256<<20, 512, Flags{Thin: ThinOff})
+	big := h.thickDisk("big", 256<<20)
 	s.clearUA(big)
 	p = overwriteParams(3, []byte{0x55})
 	good(t, "immed overwrite", s.run(big, sanitizeCDB(saOverwrite, true, len(p)), uint32(len(p)), p))

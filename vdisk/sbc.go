@@ -493,9 +493,9 @@ func execReadCapacity16(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 		}
 		b[13] = exp
 	}
-	if d.thin {
+	if d.thin.Load() {
 		b[14] = 0x80 // LBPME
-		if d.lbprz {
+		if d.lbprz.Load() {
 			b[14] |= 0x40 // LBPRZ
 		}
 	}

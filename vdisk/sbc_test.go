@@ -113,7 +113,7 @@ func TestNullIO(t *testing.T) {
 func TestRangeAndFieldErrors(t *testing.T) {
 	h := newHarness(t, ManagerOptions{})
 	const nb = 1000
-	lun, _ := h.disk("d", nb*512, 512, Flags{Thin: ThinOff})
+	lun := h.thickDisk("d", nb*512)
 	s := h.session("iqn.init")
 	s.clearUA(lun)
 	maxBlocks := uint32(maxXferBytes / 512)

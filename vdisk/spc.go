@@ -116,7 +116,7 @@ func (d *vdev) vpd(page byte, b []byte) (int, bool) {
 		binary.BigEndian.PutUint16(p[2:], uint16(gran))               // OPTIMAL TRANSFER LENGTH GRANULARITY
 		binary.BigEndian.PutUint32(p[4:], maxXferBytes>>d.shift)      // MAXIMUM TRANSFER LENGTH
 		binary.BigEndian.PutUint32(p[8:], (maxXferBytes/16)>>d.shift) // OPTIMAL TRANSFER LENGTH
-		if d.thin {
+		if d.thin.Load() {
 			binary.BigEndian.PutUint32(p[16:], 0xffffffff)    // MAXIMUM UNMAP LBA COUNT: no limit
 			binary.BigEndian.PutUint32(p[20:], maxUnmapDescs) // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
 			binary.BigEndian.PutUint32(p[24:], uint32(gran))  // OPTIMAL UNMAP GRANULARITY
@@ -137,9 +137,9 @@ func (d *vdev) vpd(page byte, b []byte) (int, bool) {
 	case 0xb2:
 		// Logical Block Provisioning (SBC-3 6.6.5).
 		plen = 4
-		if d.thin {
+		if d.thin.Load() {
 			b[5] = 0xe0 // LBPU, LBPWS, LBPWS10
-			if d.lbprz {
+			if d.lbprz.Load() {
 				b[5] |= 0x04 // LBPRZ
 			}
 			b[6] = 0x02 // PROVISIONING TYPE: thin

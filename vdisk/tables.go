@@ -157,4 +157,4 @@ func newDiskTable() *opTable {
 
 // unmapAvail: UNMAP exists on thin disks, and on read-only ones so that it
 // is refused as a write (DATA PROTECT) rather than as an unknown command.
-func unmapAvail(d *vdev) bool { return d.thin || d.flags.ReadOnly }
+func unmapAvail(d *vdev) bool { return d.thin.Load() || d.flags.ReadOnly }

@@ -156,7 +156,7 @@ func unmapList(p []byte, nblocks uint64) (descs []byte, blocks uint64, s scsi.Se
 
 func execUnmap(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 	cdb := c.CDB
-	if !d.thin {
+	if !d.thin.Load() {
 		return check, scsi.SenseInvalidOpcode
 	}
 	if cdb[1]&0x01 != 0 {
@@ -237,7 +237,7 @@ func execWriteSame(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 		return invalidField(1, 7) // WRPROTECT
 	case a.anchor:
 		return invalidField(1, 4) // ANC_SUP is 0
-	case a.unmap && !d.thin:
+	case a.unmap && !d.thin.Load():
 		return invalidField(1, 3)
 	case !a.ws16 && a.flags&0x06 != 0:
 		return invalidField(1, 2) // obsolete PBDATA/LBDATA
@@ -359,7 +359,7 @@ func getLBAStatusSlow(d *vdev, c *target.Command, m *medium) (outcome, scsi.Sens
 // extent returns the end (exclusive) of the run of blocks starting at lba
 // that share its provisioning state, from the file's data and holes.
 func (d *vdev) extent(m *medium, lba, nb uint64) (end uint64, deallocated bool, err error) {
-	if !d.thin || m.file == nil || m.blockDev {
+	if !d.thin.Load() || m.file == nil || m.blockDev {
 		return nb, false, nil
 	}
 	fd := int(m.file.Fd())

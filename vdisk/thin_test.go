@@ -11,6 +11,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// thickDisk opens a fully provisioned 512-byte-block disk (before any
+// session exists, so the provisioning change raises no unit attention).
+func (h *harness) thickDisk(name string, size int64) uint64 {
+	h.t.Helper()
+	lun, _ := h.disk(name, size, 512, Flags{})
+	if err := h.m.SetThinProvisioning(name, ThinOff); err != nil {
+		h.t.Fatal(err)
+	}
+	return lun
+}
+
 func unmapCDB(pll uint16, anchor bool) []byte {
 	c := make([]byte, 10)
 	c[0] = scsi.OpUnmap
@@ -225,7 +236,7 @@ func TestUnmapParameterErrors(t *testing.T) {
 
 func TestThickDiskAdvertisesNoProvisioning(t *testing.T) {
 	h := newHarness(t, ManagerOptions{})
-	lun, _ := h.disk("d", 1024*512, 512, Flags{Thin: ThinOff})
+	lun := h.thickDisk("d", 1024*512)
 	s := h.session("iqn.init")
 	s.clearUA(lun)
 	rc := s.run(lun, readCap16(32), 32, nil)
@@ -422,4 +433,37 @@ func FuzzUnmapList(f *testing.F) {
 			t.Fatalf("blocks %d vs %d, %d descriptor bytes", blocks, sum, len(descs))
 		}
 	})
+}
+
+func TestSetThinProvisioning(t *testing.T) {
+	h := newHarness(t, ManagerOptions{})
+	lun, _ := h.disk("d", 1024*512, 512, Flags{})
+	if !h.m.Disks()[0].Thin {
+		t.Skip("the test file system cannot punch holes")
+	}
+	s := h.session("iqn.init")
+	s.clearUA(lun)
+	if err := h.m.SetThinProvisioning("d", ThinOff); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "inquiry data changed", s.run(lun, tur(), 0, nil), scsi.SenseUnitAttention, scsi.ASCInquiryDataHasChanged)
+	expect(t, "capacity data changed", s.run(lun, tur(), 0, nil), scsi.SenseUnitAttention, scsi.ASCCapacityDataHasChanged)
+	p := unmapParamList([2]uint64{0, 1})
+	expect(t, "unmap when thick", s.run(lun, unmapCDB(uint16(len(p)), false), uint32(len(p)), p),
+		scsi.SenseIllegalRequest, scsi.ASCInvalidCommandOperationCode)
+	if err := h.m.SetThinProvisioning("d", ThinOff); err != nil {
+		t.Fatal(err)
+	}
+	good(t, "no UA without a change", s.run(lun, tur(), 0, nil))
+	if err := h.m.SetThinProvisioning("d", ThinAuto); err != nil || !h.m.Disks()[0].Thin {
+		t.Fatalf("back to auto: %v", err)
+	}
+	s.clearUA(lun)
+	good(t, "unmap when thin", s.run(lun, unmapCDB(uint16(len(p)), false), uint32(len(p)), p))
+	if err := h.m.SetThinProvisioning("nope", ThinOn); err == nil {
+		t.Fatal("unknown device accepted")
+	}
+	if err := h.m.SetThinProvisioning("d", ThinMode(9)); err == nil {
+		t.Fatal("bad mode accepted")
+	}
 }

@@ -121,8 +121,10 @@ type vdev struct {
 	// slow runs commands that need synchronous file operations.
 	slow *slowPool
 	// thin: logical block provisioning (UNMAP, WRITE SAME UNMAP, LBPME);
-	// lbprz: unmapped blocks read as zeros. Fixed when the disk opens.
-	thin, lbprz bool
+	// lbprz: unmapped blocks read as zeros. thinMode (under mu) is the
+	// configured choice they are derived from.
+	thin, lbprz atomic.Bool
+	thinMode    ThinMode
 	// xcopy keeps EXTENDED COPY results; mgr finds copy targets.
 	xcopy xcopyState
 	mgr   *Manager
