@@ -547,11 +547,29 @@ func (r *resettableVerifier) step() error {
 	return nil
 }
 
-// LOGICAL UNIT RESET every 300 ms from one session while 8 others run
-// verified I/O: every reset completes, the other sessions see the unit
-// attention and carry on (a command the reset dropped is retried on a new
-// login), and no acknowledged block is wrong.
-func TestLUNResetUnderLoad(t *testing.T) {
+// Task management that reaches other sessions' tasks, every 300 ms from one
+// session while 8 others run verified I/O: LOGICAL UNIT RESET, TARGET WARM
+// RESET, CLEAR TASK SET, and ABORT TASK SET (which must not touch the
+// others at all). Every function completes, the other sessions see their
+// unit attention and carry on (a command the function dropped is retried
+// on a new login), and no acknowledged block is wrong.
+func TestTaskManagementUnderLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fn   uint8
+		// others: the function may abort other sessions' tasks.
+		others bool
+	}{
+		{"LUN RESET", 5, true},
+		{"TARGET WARM RESET", 6, true},
+		{"CLEAR TASK SET", 4, true},
+		{"ABORT TASK SET", 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tmfUnderLoad(t, tc.fn, tc.others) })
+	}
+}
+
+func tmfUnderLoad(t *testing.T, fn uint8, others bool) {
 	d := startDaemon(t, daemonConfig{TargetLines: []string{"QueuedCommands 64"}})
 	var epoch atomic.Int64
 	rvs := make([]*resettableVerifier, 8)
@@ -586,13 +604,15 @@ func TestLUNResetUnderLoad(t *testing.T) {
 	}
 	resetter := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName("resetter"), ISID: 0x400000000780})
 	resets := 0
-	deadline := time.Now().Add(phase(t, 6*time.Second))
+	deadline := time.Now().Add(phase(t, 3*time.Second))
 	for time.Now().Before(deadline) {
 		time.Sleep(300 * time.Millisecond)
-		epoch.Add(1)
-		resp, err := resetter.TMF(5, 0, pdu.ReservedTag, 0)
+		if others {
+			epoch.Add(1)
+		}
+		resp, err := resetter.TMF(fn, 0, pdu.ReservedTag, 0)
 		if err != nil || resp != 0 {
-			t.Fatalf("LUN RESET: response %d, %v", resp, err)
+			t.Fatalf("TMF %d: response %d, %v", fn, resp, err)
 		}
 		resets++
 		// Tasks of other sessions the reset aborted get no response: make
@@ -623,5 +643,5 @@ func TestLUNResetUnderLoad(t *testing.T) {
 	if cmds < 100 {
 		t.Fatalf("only %d commands ran", cmds)
 	}
-	t.Logf("LUN RESET: %d resets under load; %d commands, %d dropped by a reset and retried, 0 errors, 0 mismatches", resets, cmds, lost)
+	t.Logf("TMF %d: %d times under load; %d commands, %d dropped by it and retried, 0 errors, 0 mismatches", fn, resets, cmds, lost)
 }
