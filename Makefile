@@ -44,21 +44,21 @@ vet:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 
-# Unit tests first (all packages but the end-to-end ones), then the end-to-end tests on their
-# own so that the load tests do not share the 2 CPUs with unit tests. Both always run; the
-# exit status is non-zero if either failed.
+# Unit tests first (all packages but those under test/), then the end-to-end and reliability
+# tests one package at a time (-p 1), so that load tests never share the 2 CPUs with other
+# tests. Both always run; the exit status is non-zero if either failed.
 test:
 	@status=0; \
 	$(MAKE) --no-print-directory vet || status=1; \
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/test/') || status=1; \
-	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./test/... || status=1; \
+	$(GO) test -count=1 -p 1 -timeout $(E2E_TIMEOUT) ./test/... || status=1; \
 	exit $$status
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/test/')
 
 e2e:
-	$(GO) test -count=1 -v -timeout $(E2E_TIMEOUT) ./test/...
+	$(GO) test -count=1 -p 1 -v -timeout $(E2E_TIMEOUT) ./test/...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v '/test/')
