@@ -88,7 +88,7 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 	defer closeDevices(svc)
 
 	if o.SCSTConfig != "" {
-		if err := applySCSTConfig(ctx, o.SCSTConfig, svc); err != nil {
+		if err := applySCSTConfig(sigCtx, o.SCSTConfig, svc); err != nil {
 			return fmt.Errorf("scst config %s: %w", o.SCSTConfig, err)
 		}
 	}
