@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -92,4 +93,21 @@ func TestControlTreeMount(t *testing.T) {
 	if mountedAt(d.MountDir) {
 		t.Errorf("%s still mounted after shutdown", d.MountDir)
 	}
+}
+
+// `scstd --demo DIR` (what `make run` starts) creates a sparse 1 GiB image
+// and its config files, and serves them as LUN 0 of the demo target; a
+// restart keeps what was written.
+func TestDemoMode(t *testing.T) {
+	d := startDaemon(t, daemonConfig{Demo: true, KeepRoot: true})
+	image := filepath.Join(d.Dir, "demo", "disk0.img")
+	if out := mustRun(t, 30*time.Second, "iscsi-readcapacity16", d.URL(0, "")); !strings.Contains(out, "Total size:1073741824\n") {
+		t.Errorf("demo LUN capacity:\n%s", out)
+	}
+	if out := mustRun(t, 30*time.Second, "iscsi-ls", "-s", d.Portal()); !strings.Contains(out, "Target:"+demoIQN) {
+		t.Errorf("demo target not listed:\n%s", out)
+	}
+	checkWriteLands(t, d, image)
+	d = d.Restart()
+	checkWriteLandsAgain(t, d, image)
 }

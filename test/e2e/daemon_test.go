@@ -21,8 +21,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// targetIQN is the target every test daemon serves.
-const targetIQN = "iqn.2026-11.org.scstd:e2e"
+// targetIQN is the target every test daemon serves; demoIQN is the one
+// of `scstd --demo` (samples/demo).
+const (
+	targetIQN = "iqn.2026-11.org.scstd:e2e"
+	demoIQN   = "iqn.2026-11.org.scstd:demo"
+)
 
 // daemonConfig describes one test daemon.
 type daemonConfig struct {
@@ -42,6 +46,8 @@ type daemonConfig struct {
 	KeepRoot bool
 	// Dir is the working directory (configs, state, log); default t.TempDir().
 	Dir string
+	// Demo serves `--demo <Dir>/demo` instead of generated config files.
+	Demo bool
 	// Args are appended to the command line.
 	Args []string
 }
@@ -52,6 +58,7 @@ type daemon struct {
 	cfg      daemonConfig
 	cmd      *exec.Cmd
 	Addr     string // host:port it listens on
+	Target   string // the IQN it serves
 	Dir      string
 	MountDir string
 	log      *lockedBuffer
@@ -120,7 +127,9 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 	if cfg.Image == "" {
 		cfg.Image = filepath.Join(cfg.Dir, "disk0.img")
 	}
-	if _, err := os.Stat(cfg.Image); errors.Is(err, os.ErrNotExist) {
+	if cfg.Demo {
+		// The demo writes its own image and configs.
+	} else if _, err := os.Stat(cfg.Image); errors.Is(err, os.ErrNotExist) {
 		if cfg.ImageSize == 0 {
 			cfg.ImageSize = 64 << 20
 		}
@@ -133,14 +142,20 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		}
 		f.Close()
 	}
-	iscsiConf, scstConf := writeConfigs(t, cfg.Dir, cfg)
-	d := &daemon{t: t, cfg: cfg, Dir: cfg.Dir, log: &lockedBuffer{}, exited: make(chan struct{})}
-	args := []string{"-f", "-a", "127.0.0.1", "-p", "0", "-d", "info",
-		"-c", iscsiConf, "--scst-config", scstConf,
+	d := &daemon{t: t, cfg: cfg, Dir: cfg.Dir, Target: targetIQN, log: &lockedBuffer{}, exited: make(chan struct{})}
+	args := []string{"-f", "-a", "127.0.0.1", "-p", "0", "-d", "info"}
+	if cfg.Demo {
+		args = append(args, "--demo", filepath.Join(cfg.Dir, "demo"))
+		d.Target = demoIQN
+	} else {
+		iscsiConf, scstConf := writeConfigs(t, cfg.Dir, cfg)
+		args = append(args, "-c", iscsiConf, "--scst-config", scstConf)
+	}
+	args = append(args,
 		"--state-dir", filepath.Join(cfg.Dir, "state"),
 		"--initiators-allow", filepath.Join(cfg.Dir, "initiators.allow"),
 		"--initiators-deny", filepath.Join(cfg.Dir, "initiators.deny"),
-		"--shutdown-timeout", "20s"}
+		"--shutdown-timeout", "20s")
 	if cfg.Mount {
 		d.MountDir = filepath.Join(cfg.Dir, "mnt")
 		if err := os.MkdirAll(d.MountDir, 0o755); err != nil {
@@ -219,12 +234,12 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 
 // URL is the libiscsi URL of LUN lun; query is appended as is ("" or "?...").
 func (d *daemon) URL(lun int, query string) string {
-	return fmt.Sprintf("iscsi://%s/%s/%d%s", d.Addr, targetIQN, lun, query)
+	return fmt.Sprintf("iscsi://%s/%s/%d%s", d.Addr, d.Target, lun, query)
 }
 
 // URLWithAuth is the URL with CHAP credentials user%secret.
 func (d *daemon) URLWithAuth(user, secret string, lun int) string {
-	return fmt.Sprintf("iscsi://%s%%%s@%s/%s/%d", user, secret, d.Addr, targetIQN, lun)
+	return fmt.Sprintf("iscsi://%s%%%s@%s/%s/%d", user, secret, d.Addr, d.Target, lun)
 }
 
 // Portal is the discovery URL.

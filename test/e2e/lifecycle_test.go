@@ -102,6 +102,17 @@ func checkWriteLands(t testing.TB, d *daemon, image string) {
 	compareFiles(t, src, image, 1<<20)
 }
 
+// What checkWriteLands wrote reads back through iSCSI (after a restart).
+func checkWriteLandsAgain(t testing.TB, d *daemon, image string) {
+	t.Helper()
+	dir := t.TempDir()
+	src, back := filepath.Join(dir, "src.img"), filepath.Join(dir, "back.img")
+	writeRandomFile(t, src, 1<<20, 7)
+	mustRun(t, time.Minute, "qemu-img", "convert", "-f", "raw", "-O", "raw", d.URL(0, ""), back)
+	compareFiles(t, src, back, 1<<20)
+	compareFiles(t, src, image, 1<<20)
+}
+
 // The daemon runs as an unprivileged user created by the test, serving an
 // image that user owns and mounting its control tree through the host
 // setup of scripts/setup-host.sh.
