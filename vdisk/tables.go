@@ -125,16 +125,16 @@ func newDiskTable() *opTable {
 		{name: "WRITE ATOMIC(16)", op: scsi.OpWriteAtomic16, cdbLen: 16,
 			usage: usage(0x9c, wrFlags, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0),
 			flags: fMedium | fWrite, exec: execWriteAtomic},
-		// SANITIZE.
+		// SANITIZE; the reserved CDB bits are examined (and refused).
 		{name: "SANITIZE OVERWRITE", op: scsi.OpSanitize, sa: saOverwrite, hasSA: true, cdbLen: 10,
-			usage: usage(0x48, 0x80|saOverwrite, 0, 0, 0, 0, 0, 0xff, 0xff, 0), flags: fMedium | fWrite, timeout: toSanitize, exec: execSanitize},
+			usage: usage(0x48, 0xc0|saOverwrite, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0), flags: fMedium | fWrite, timeout: toSanitize, exec: execSanitize},
 		{name: "SANITIZE BLOCK ERASE", op: scsi.OpSanitize, sa: saBlockErase, hasSA: true, cdbLen: 10,
-			usage: usage(0x48, 0x80|saBlockErase, 0, 0, 0, 0, 0, 0xff, 0xff, 0), flags: fMedium | fWrite, timeout: toSanitize,
+			usage: usage(0x48, 0xc0|saBlockErase, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0), flags: fMedium | fWrite, timeout: toSanitize,
 			exec: execSanitize, avail: blockEraseAvail},
 		{name: "SANITIZE CRYPTOGRAPHIC ERASE", op: scsi.OpSanitize, sa: saCryptoErase, hasSA: true, cdbLen: 10,
-			usage: usage(0x48, 0x80|saCryptoErase, 0, 0, 0, 0, 0, 0xff, 0xff, 0), flags: fMedium | fWrite, timeout: toSanitize, exec: execSanitize},
+			usage: usage(0x48, 0xc0|saCryptoErase, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0), flags: fMedium | fWrite, timeout: toSanitize, exec: execSanitize},
 		{name: "SANITIZE EXIT FAILURE MODE", op: scsi.OpSanitize, sa: saExitFailureMode, hasSA: true, cdbLen: 10,
-			usage: usage(0x48, 0x80|saExitFailureMode, 0, 0, 0, 0, 0, 0xff, 0xff, 0), flags: fMedium | fWrite, exec: execSanitize},
+			usage: usage(0x48, 0xc0|saExitFailureMode, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0), flags: fMedium | fWrite, exec: execSanitize},
 		// Third-party copy.
 		{name: "EXTENDED COPY(LID1)", op: scsi.OpExtendedCopy, sa: 0x00, hasSA: true, cdbLen: 16,
 			usage: usage(0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0), flags: fMedium, exec: execExtendedCopy},
