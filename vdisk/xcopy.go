@@ -33,6 +33,7 @@ const (
 	ascTooManySegments     scsi.ASC = 0x2608
 	ascUnsupportedSegType  scsi.ASC = 0x2609
 	ascCopyTargetNotReach  scsi.ASC = 0x0d02
+	ascOperationInProgress scsi.ASC = 0x0016
 )
 
 // xcList is a parsed EXTENDED COPY parameter list; its slices alias the
@@ -239,9 +240,8 @@ func execExtendedCopy(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 	}
 	if l.holdState {
 		if st, ok := d.xcopy.get(c.Session(), l.listID); ok && st.status == 0 {
-			return check, scsi.Sense{Key: scsi.SenseIllegalRequest, ASC: 0x0016} // OPERATION IN PROGRESS
+			return check, scsi.Sense{Key: scsi.SenseIllegalRequest, ASC: ascOperationInProgress}
 		}
-		d.xcopy.put(xcStatus{sess: c.Session(), listID: l.listID})
 	}
 	return d.runSlow(c, false, extendedCopySlow)
 }
@@ -254,7 +254,11 @@ type xcTarget struct {
 
 func extendedCopySlow(d *vdev, c *target.Command, _ *medium) (outcome, scsi.Sense) {
 	l, _, _ := parseXCopy(xcParams(c))
-	st := xcStatus{sess: c.Session(), listID: l.listID, status: 1}
+	st := xcStatus{sess: c.Session(), listID: l.listID}
+	if l.holdState {
+		d.xcopy.put(st) // in progress
+	}
+	st.status = 1
 	outc, sense := d.runCopy(c, l, &st)
 	if outc == check {
 		st.status = 2
