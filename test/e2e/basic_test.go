@@ -111,3 +111,49 @@ func TestDemoMode(t *testing.T) {
 	d = d.Restart()
 	checkWriteLandsAgain(t, d, image)
 }
+
+// The usermode samples (samples/scst_usermode.conf with its image paths
+// moved to a scratch directory, samples/iscsi-scstd_usermode.conf) come
+// up: NULLIO, NV_CACHE and BLOCKIO disks on LUNs 0-2 of every group.
+func TestUsermodeSamples(t *testing.T) {
+	dir := t.TempDir()
+	images := filepath.Join(dir, "images")
+	if err := os.Mkdir(images, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, size := range map[string]int64{"zero.img": 1 << 30, "bzero.img": 4 << 30} {
+		f, err := os.Create(filepath.Join(images, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(size); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	sample, err := os.ReadFile(filepath.Join(testEnv.repoRoot, "samples", "scst_usermode.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scst := filepath.Join(dir, "scst.conf")
+	if err := os.WriteFile(scst, []byte(strings.ReplaceAll(string(sample), "/var/lib/scst/images", images)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const iqn = "iqn.2001-04.com.example.frobozz:1"
+	d := startDaemon(t, daemonConfig{Dir: dir, KeepRoot: true, Target: iqn, SCSTConf: scst,
+		ISCSIConf: filepath.Join(testEnv.repoRoot, "samples", "iscsi-scstd_usermode.conf")})
+	out := mustRun(t, 30*time.Second, "iscsi-ls", "-s", d.Portal())
+	for _, want := range []string{"Target:" + iqn, "Lun:0", "Lun:1", "Lun:2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("iscsi-ls -s lacks %q:\n%s", want, out)
+		}
+	}
+	for lun, size := range map[int]string{0: "2748779069440", 1: "1073741824", 2: "4294967296"} {
+		if out := mustRun(t, 30*time.Second, "iscsi-readcapacity16", d.URL(lun, "")); !strings.Contains(out, "Total size:"+size+"\n") {
+			t.Errorf("LUN %d: want %s bytes:\n%s", lun, size, out)
+		}
+	}
+	if out := mustRun(t, 30*time.Second, "iscsi-inq", d.URL(2, "")); !strings.Contains(out, "Vendor:SCST_BIO") {
+		t.Errorf("BLOCKIO LUN 2 vendor:\n%s", out)
+	}
+}

@@ -48,6 +48,9 @@ type daemonConfig struct {
 	Dir string
 	// Demo serves `--demo <Dir>/demo` instead of generated config files.
 	Demo bool
+	// ISCSIConf and SCSTConf, when set, are used instead of generated
+	// config files; Target is then the IQN to address.
+	ISCSIConf, SCSTConf, Target string
 	// Args are appended to the command line.
 	Args []string
 }
@@ -127,8 +130,8 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 	if cfg.Image == "" {
 		cfg.Image = filepath.Join(cfg.Dir, "disk0.img")
 	}
-	if cfg.Demo {
-		// The demo writes its own image and configs.
+	if cfg.Demo || cfg.SCSTConf != "" {
+		// The image and configs are given.
 	} else if _, err := os.Stat(cfg.Image); errors.Is(err, os.ErrNotExist) {
 		if cfg.ImageSize == 0 {
 			cfg.ImageSize = 64 << 20
@@ -147,6 +150,9 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 	if cfg.Demo {
 		args = append(args, "--demo", filepath.Join(cfg.Dir, "demo"))
 		d.Target = demoIQN
+	} else if cfg.SCSTConf != "" {
+		args = append(args, "-c", cfg.ISCSIConf, "--scst-config", cfg.SCSTConf)
+		d.Target = cfg.Target
 	} else {
 		iscsiConf, scstConf := writeConfigs(t, cfg.Dir, cfg)
 		args = append(args, "-c", iscsiConf, "--scst-config", scstConf)
