@@ -268,10 +268,12 @@ func (c *conn) admit(h *pdu.BHS) admission {
 	}
 	sn := h.CmdSN()
 	exp := c.sess.expCmdSN.Load()
-	if sn == exp {
-		return admNow
-	}
-	if serialLT(exp, sn) && serialLE(sn, c.sess.maxCmdSN.Load()) {
+	// In the window iff ExpCmdSN <= CmdSN <= MaxCmdSN; a closed window
+	// (MaxCmdSN = ExpCmdSN-1) admits nothing.
+	if serialLE(exp, sn) && serialLE(sn, c.sess.maxCmdSN.Load()) {
+		if sn == exp {
+			return admNow
+		}
 		if _, dup := c.held[sn]; !dup {
 			return admHold
 		}

@@ -1134,3 +1134,68 @@ func TestITTReuse(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowInFlight: MaxCmdSN leaves room for QueuedCommands commands in
+// flight, never moves backwards and reopens as commands complete.
+func TestWindowInFlight(t *testing.T) {
+	e := newEnv(t, withParams(func(p *param.Config) { p.QueuedCommands = 4 }))
+	c := e.login(t, iscsitest.Options{})
+	gate := make(chan struct{})
+	e.disk.gate.Store(&gate)
+	exp0 := c.CmdSN
+	for i := range 4 {
+		c.SendCommand(&iscsitest.Cmd{CDB: iscsitest.Read10(uint32(i), 1), ReadLen: blockSize})
+	}
+	if _, err := c.NOP(nil); err != nil {
+		t.Fatal(err)
+	}
+	if c.ExpCmdSN != exp0+4 || c.MaxCmdSN != exp0+3 {
+		t.Fatalf("ExpCmdSN %d MaxCmdSN %d, want %d and %d (window closed)", c.ExpCmdSN, c.MaxCmdSN, exp0+4, exp0+3)
+	}
+	// Beyond the closed window: ignored.
+	c.SendCommand(&iscsitest.Cmd{CDB: make([]byte, 6)})
+	c.CmdSN--
+	// The reader handles PDUs in order: once the NOP is answered the
+	// command above has been judged.
+	if _, err := c.NOP(nil); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	last := c.MaxCmdSN
+	for range 4 {
+		h, _, err := c.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if serialLT(h.MaxCmdSN(), last) {
+			t.Fatalf("MaxCmdSN went back from %d to %d", last, h.MaxCmdSN())
+		}
+		last = h.MaxCmdSN()
+	}
+	if last != exp0+7 {
+		t.Fatalf("MaxCmdSN %d after completions, want %d", last, exp0+7)
+	}
+	e.disk.gate.Store(nil)
+	if res, err := c.Do(&iscsitest.Cmd{CDB: make([]byte, 6)}); err != nil || res.Status != 0 {
+		t.Fatalf("command after reopening: %v", err)
+	}
+}
+
+// TestReinstatementAbortsCommands: the old session's running commands are
+// aborted (no response) when the initiator logs in again with its ISID.
+func TestReinstatementAbortsCommands(t *testing.T) {
+	e := newEnv(t)
+	c1 := e.login(t, iscsitest.Options{ISID: 0x400000000050})
+	gate := make(chan struct{})
+	e.disk.gate.Store(&gate)
+	time.AfterFunc(500*time.Millisecond, func() { close(gate) })
+	before := e.disk.execs.Load()
+	c1.SendCommand(&iscsitest.Cmd{CDB: iscsitest.Read10(0, 1), ReadLen: blockSize})
+	waitFor(t, func() bool { return e.disk.execs.Load() > before })
+	e.disk.gate.Store(nil)
+	c2 := e.login(t, iscsitest.Options{ISID: 0x400000000050})
+	expectClosed(t, c1)
+	if res, err := c2.Do(&iscsitest.Cmd{CDB: iscsitest.Read10(0, 1), ReadLen: blockSize}); err != nil || res.Status != 0 {
+		t.Fatalf("new session: %v %+v", err, res)
+	}
+}
