@@ -31,8 +31,35 @@ type ramDisk struct {
 	data  []byte
 	delay atomic.Int64 // nanoseconds each command takes (0: synchronous)
 	// gate, when set, holds every command until it is closed.
-	gate  atomic.Pointer[chan struct{}]
-	execs atomic.Int64
+	gate     atomic.Pointer[chan struct{}]
+	execs    atomic.Int64
+	releases []func() // guarded by mu
+}
+
+// hold makes every following command wait until release is called (or the
+// test ends).
+func (d *ramDisk) hold() (release func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	d.mu.Lock()
+	d.releases = append(d.releases, release)
+	d.mu.Unlock()
+	d.gate.Store(&ch)
+	return release
+}
+
+// releaseAll lets every held command run; a failed test must not leave the
+// server's shutdown waiting for them.
+func (d *ramDisk) releaseAll() {
+	d.gate.Store(nil)
+	d.mu.Lock()
+	rels := d.releases
+	d.releases = nil
+	d.mu.Unlock()
+	for _, r := range rels {
+		r()
+	}
 }
 
 func newRAMDisk(size int) *ramDisk { return &ramDisk{data: make([]byte, size)} }
@@ -162,6 +189,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	}
 	go srv.Serve(context.Background(), l)
 	t.Cleanup(func() {
+		disk.releaseAll()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {

@@ -361,13 +361,12 @@ func TestTaskManagement(t *testing.T) {
 		t.Fatalf("abort of completed task: %d %v", r, err)
 	}
 	// ABORT TASK of a running command: complete, and no response for it.
-	gate := make(chan struct{})
-	e.disk.gate.Store(&gate)
+	release := e.disk.hold()
 	itt, _ = c.SendCommand(cmd)
 	sn = c.CmdSN - 1
 	waitFor(t, func() bool { return e.disk.execs.Load() >= 2 })
 	tmfITT, _ := c.SendTMF(1, 0, itt, sn)
-	time.AfterFunc(100*time.Millisecond, func() { close(gate) })
+	time.AfterFunc(100*time.Millisecond, release)
 	h, _, err := c.Recv()
 	if err != nil {
 		t.Fatal(err)
@@ -1140,8 +1139,7 @@ func TestITTReuse(t *testing.T) {
 func TestWindowInFlight(t *testing.T) {
 	e := newEnv(t, withParams(func(p *param.Config) { p.QueuedCommands = 4 }))
 	c := e.login(t, iscsitest.Options{})
-	gate := make(chan struct{})
-	e.disk.gate.Store(&gate)
+	release := e.disk.hold()
 	exp0 := c.CmdSN
 	for i := range 4 {
 		c.SendCommand(&iscsitest.Cmd{CDB: iscsitest.Read10(uint32(i), 1), ReadLen: blockSize})
@@ -1160,7 +1158,7 @@ func TestWindowInFlight(t *testing.T) {
 	if _, err := c.NOP(nil); err != nil {
 		t.Fatal(err)
 	}
-	close(gate)
+	release()
 	last := c.MaxCmdSN
 	for range 4 {
 		h, _, err := c.Recv()
@@ -1186,9 +1184,7 @@ func TestWindowInFlight(t *testing.T) {
 func TestReinstatementAbortsCommands(t *testing.T) {
 	e := newEnv(t)
 	c1 := e.login(t, iscsitest.Options{ISID: 0x400000000050})
-	gate := make(chan struct{})
-	e.disk.gate.Store(&gate)
-	time.AfterFunc(500*time.Millisecond, func() { close(gate) })
+	time.AfterFunc(500*time.Millisecond, e.disk.hold())
 	before := e.disk.execs.Load()
 	c1.SendCommand(&iscsitest.Cmd{CDB: iscsitest.Read10(0, 1), ReadLen: blockSize})
 	waitFor(t, func() bool { return e.disk.execs.Load() > before })
