@@ -98,6 +98,10 @@ func NewServer(o Options) *Server {
 	}
 }
 
+// abortGrace is how long Shutdown waits for aborted sessions to close
+// after its context expired.
+const abortGrace = 5 * time.Second
+
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("iscsi: server closed")
 
@@ -188,7 +192,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.abort()
 		}
 		s.mu.Unlock()
-		<-finished
+		// A backend that never completes would keep the teardown (which
+		// waits for the core) forever; do not hang the caller with it.
+		select {
+		case <-finished:
+		case <-time.After(abortGrace):
+			s.log.Warn("sessions still closing after shutdown timeout")
+		}
 		return ctx.Err()
 	}
 }
