@@ -47,6 +47,8 @@ type daemonConfig struct {
 	// GlobalLines go before the Target stanza of iscsi-scstd.conf
 	// (discovery CHAP); TargetLines inside it.
 	GlobalLines, TargetLines []string
+	// MoreConfig is appended to iscsi-scstd.conf (more Target stanzas).
+	MoreConfig string
 	Mount                    bool   // mount the control tree at Dir/mnt
 	RunAs                    string // start via setpriv as USER or USER:GROUP (test runs as root)
 	Args                     []string
@@ -122,6 +124,7 @@ func (cfg *daemonConfig) prepare(t testing.TB) (iscsiConf, scstConf string) {
 	for _, l := range cfg.TargetLines {
 		fmt.Fprintf(&ic, "\t%s\n", l)
 	}
+	ic.WriteString(cfg.MoreConfig)
 	sc := cfg.SCSTConf
 	if sc == "" {
 		var b strings.Builder

@@ -151,6 +151,17 @@ func TestLoad64Sessions(t *testing.T) {
 	go func() { done <- runVerifiers(vs, stop) }()
 
 	var rssMid, rssPeak int64
+	// Commands per second in each tenth of the run, to see a slowdown.
+	var rates []string
+	tenth := dur / 10
+	nextTenth, lastCmds := time.Now().Add(tenth), int64(0)
+	total := func() int64 {
+		var n int64
+		for _, v := range vs {
+			n += v.cmds.Load()
+		}
+		return n
+	}
 	sampler := time.NewTicker(500 * time.Millisecond)
 	defer sampler.Stop()
 	midAt := time.After(dur / 2)
@@ -162,6 +173,11 @@ func TestLoad64Sessions(t *testing.T) {
 		case <-sampler.C:
 			if r := d.RSSKiB(); r > rssPeak {
 				rssPeak = r
+			}
+			if now := time.Now(); now.After(nextTenth) {
+				n := total()
+				rates = append(rates, fmt.Sprintf("%.0f", float64(n-lastCmds)/tenth.Seconds()))
+				lastCmds, nextTenth = n, now.Add(tenth)
 			}
 		case <-midAt:
 			rssMid = d.RSSKiB()
@@ -190,6 +206,7 @@ func TestLoad64Sessions(t *testing.T) {
 	t.Logf("load: %d sessions, %v, %d commands (%.0f/s), %.1f MiB (%.1f MiB/s), %d errors, %d mismatches",
 		sessions, elapsed.Round(time.Millisecond), cmds, float64(cmds)/elapsed.Seconds(),
 		float64(nbytes)/(1<<20), float64(nbytes)/(1<<20)/elapsed.Seconds(), len(errs), mism)
+	t.Logf("load: commands/s per tenth of the run: %v", rates)
 	t.Logf("load: RSS start %d KiB, middle %d KiB, end %d KiB, peak %d KiB; fds start %d end %d; threads %d",
 		rssStart, rssMid, rssEnd, rssPeak, fdStart, d.FDs(), d.Threads())
 	if len(errs) > 0 {

@@ -55,7 +55,7 @@ func (f *fuzzer) loginPDU(name string, isid uint64) []byte {
 	h.SetISID(isid)
 	h.SetITT(1)
 	h.SetCmdSN(1)
-	kvs := []param.KV{{Key: "InitiatorName", Value: name}, {Key: "TargetName", Value: targetIQN},
+	kvs := []param.KV{{Key: "InitiatorName", Value: name}, {Key: "TargetName", Value: fuzzIQN},
 		{Key: "SessionType", Value: "Normal"}, {Key: "AuthMethod", Value: "None"}}
 	if f.rng.IntN(3) == 0 {
 		kvs = append(kvs, param.KV{Key: "MaxRecvDataSegmentLength", Value: "8192"}, param.KV{Key: "HeaderDigest", Value: "None"})
@@ -167,8 +167,13 @@ func (f *fuzzer) mutate(b []byte) []byte {
 	return b
 }
 
-// fuzzAreaLBA is where fuzzed writes may land, away from the verifiers.
+// fuzzAreaLBA is where fuzzed writes may land.
 const fuzzAreaLBA = 65536
+
+// The fuzzed sessions log in to their own target and see their own device
+// (group "fuzzers"): a fuzzed TMF may legitimately be a LUN or target reset,
+// which would abort the verifying sessions' commands without a response.
+const fuzzIQN = "iqn.2026-11.org.scstd:rel-fuzz"
 
 // awaitVerdict reads the target's answers on c after the fuzzed bytes and a
 // NOP-Out ping with ITT ping (0: none) were sent.
@@ -292,7 +297,7 @@ func fuzzOne(f *fuzzer, addr string, n int) (string, fuzzOutcome, error) {
 		// A third of the sessions run with header and data digests, so
 		// mutations also hit the CRC checks.
 		dig := f.rng.IntN(3) == 0
-		c, err := dialLogin(addr, iscsitest.Options{InitiatorName: name, ISID: isid, HeaderDigest: dig, DataDigest: dig})
+		c, err := dialLogin(addr, iscsitest.Options{InitiatorName: name, TargetName: fuzzIQN, ISID: isid, HeaderDigest: dig, DataDigest: dig})
 		if err != nil {
 			return "", "", fmt.Errorf("fuzz login: %w", err)
 		}
@@ -320,17 +325,22 @@ func fuzzOne(f *fuzzer, addr string, n int) (string, fuzzOutcome, error) {
 // Text, TMF and SNACK PDUs built with the pdu codec, a third of the
 // sessions with CRC32C header and data digests, plus raw garbage) at a
 // live daemon for a bounded time, 8 connections at a time. Meanwhile two
-// sessions run verified I/O. The daemon never dies, the verifying sessions
+// sessions run verified I/O (on another target and device, since a fuzzed
+// TMF may be a reset that legitimately aborts their commands). The daemon never dies, the verifying sessions
 // see no error and no mismatch, every fuzzed connection is answered with a
 // Reject or a login refusal, closed, or stays in step (its NOP-Out ping is
 // echoed), and the daemon's descriptors return to their level before the
 // fuzzing.
 func TestNetworkFuzz(t *testing.T) {
-	d := startDaemon(t, daemonConfig{Devices: []device{{Name: "disk0", Size: 64 << 20}},
-		TargetLines: []string{"HeaderDigest CRC32C,None", "DataDigest CRC32C,None"}})
+	cfg := daemonConfig{Dir: t.TempDir(), Devices: []device{{Name: "disk0"}, {Name: "disk1"}},
+		MoreConfig: "Target " + fuzzIQN + "\n\tHeaderDigest CRC32C,None\n\tDataDigest CRC32C,None\n"}
+	cfg.prepare(t) // image paths for the scst.conf below
+	cfg.SCSTConf = fmt.Sprintf("[HANDLER vdisk]\nDEVICE disk0,%s,,512\nDEVICE disk1,%s,,512\n\n[GROUP Default]\n\n[GROUP fuzzers]\nUSER %s\n\n[ASSIGNMENT Default]\nDEVICE disk0,0\n\n[ASSIGNMENT fuzzers]\nDEVICE disk1,0\n",
+		cfg.Devices[0].Path, cfg.Devices[1].Path, initiatorName("fuzz*"))
+	d := startDaemon(t, cfg)
 	var vs []*verifier
 	for i := 0; i < 2; i++ {
-		c := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName(fmt.Sprintf("fuzz-good%d", i)), ISID: 0x400000000d00 | uint64(i)})
+		c := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName(fmt.Sprintf("verify%d", i)), ISID: 0x400000000d00 | uint64(i)})
 		vs = append(vs, newVerifier(c, 0, uint32(i+1), uint64(i*4096), 4096, 64))
 	}
 	fdBase := d.FDs()
