@@ -49,10 +49,10 @@ type daemonConfig struct {
 	GlobalLines, TargetLines []string
 	// MoreConfig is appended to iscsi-scstd.conf (more Target stanzas).
 	MoreConfig string
-	Mount                    bool   // mount the control tree at Dir/mnt
-	RunAs                    string // start via setpriv as USER or USER:GROUP (test runs as root)
-	Args                     []string
-	Level                    string // log level, default info
+	Mount      bool   // mount the control tree at Dir/mnt
+	RunAs      string // start via setpriv as USER or USER:GROUP (test runs as root)
+	Args       []string
+	Level      string // log level, default info
 }
 
 // daemon is one running scstd started by a test.
