@@ -1195,3 +1195,24 @@ func TestReinstatementAbortsCommands(t *testing.T) {
 		t.Fatalf("new session: %v %+v", err, res)
 	}
 }
+
+// TestShutdownTimeout: commands that do not finish in time are aborted and
+// Shutdown returns the context error without hanging on the backend.
+func TestShutdownTimeout(t *testing.T) {
+	e := newEnv(t)
+	c := e.login(t, iscsitest.Options{})
+	e.disk.hold()
+	before := e.disk.execs.Load()
+	c.SendCommand(&iscsitest.Cmd{CDB: iscsitest.Read10(0, 1), ReadLen: blockSize})
+	waitFor(t, func() bool { return e.disk.execs.Load() > before })
+	ctx, cancel := contextWithTimeout(200 * time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := e.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d > abortGrace+2*time.Second {
+		t.Fatalf("Shutdown took %v", d)
+	}
+	expectClosed(t, c)
+}
