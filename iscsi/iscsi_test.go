@@ -1216,3 +1216,43 @@ func TestShutdownTimeout(t *testing.T) {
 	}
 	expectClosed(t, c)
 }
+
+// TestConcurrentSessions runs sessions with different data-out settings in
+// parallel on disjoint LBA ranges and checks every byte.
+func TestConcurrentSessions(t *testing.T) {
+	e := newEnv(t, withParams(func(p *param.Config) { p.MaxRecvDataSegmentLength = 4096 }))
+	settings := [][]param.KV{
+		{{Key: "InitialR2T", Value: "Yes"}, {Key: "ImmediateData", Value: "No"}, {Key: "MaxBurstLength", Value: "8192"}},
+		{{Key: "InitialR2T", Value: "No"}, {Key: "ImmediateData", Value: "Yes"}, {Key: "FirstBurstLength", Value: "4096"}},
+		{{Key: "InitialR2T", Value: "No"}, {Key: "ImmediateData", Value: "No"}, {Key: "MaxOutstandingR2T", Value: "4"}, {Key: "MaxBurstLength", Value: "2048"}},
+		{{Key: "MaxRecvDataSegmentLength", Value: "1024"}},
+	}
+	errs := make(chan error, len(settings))
+	for i, kvs := range settings {
+		c := e.login(t, iscsitest.Options{ISID: 0x400000001000 + uint64(i), Keys: kvs})
+		go func() {
+			base := uint32(i * 2000)
+			for j := range 40 {
+				blocks := 1 + (j*7+i)%64
+				lba := base + uint32(j*16)%1000
+				data := pattern(blocks*blockSize, byte(i*40+j))
+				res, err := c.Do(&iscsitest.Cmd{CDB: iscsitest.Write10(lba, uint16(blocks)), Write: data})
+				if err != nil || res.Status != 0 {
+					errs <- fmt.Errorf("session %d write %d: %v %+v", i, j, err, res)
+					return
+				}
+				res, err = c.Do(&iscsitest.Cmd{CDB: iscsitest.Read10(lba, uint16(blocks)), ReadLen: uint32(len(data))})
+				if err != nil || res.Status != 0 || !bytes.Equal(res.Data, data) {
+					errs <- fmt.Errorf("session %d read %d: %v", i, j, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range settings {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -342,6 +342,8 @@ func (c *Conn) finishLogin(rh *pdu.Header) {
 	num("MaxBurstLength", &c.MaxBurst)
 	num("FirstBurstLength", &c.FirstBurst)
 	num("MaxOutstandingR2T", &c.MaxOutstandingR2T)
+	// RFC 7143 §13.14: FirstBurstLength never exceeds MaxBurstLength.
+	c.FirstBurst = min(c.FirstBurst, c.MaxBurst)
 	boolean("InitialR2T", &c.InitialR2T)
 	boolean("ImmediateData", &c.ImmediateData)
 	c.R.SetDigests(c.Answers["HeaderDigest"] == "CRC32C", c.Answers["DataDigest"] == "CRC32C")
