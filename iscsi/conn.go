@@ -33,7 +33,6 @@ const (
 // Reject reasons (RFC 7143 §11.17.1).
 const (
 	rejectDataDigest     = 0x02
-	rejectSNACK          = 0x03
 	rejectProtocol       = 0x04
 	rejectNotSupported   = 0x05
 	rejectTaskInProgress = 0x07

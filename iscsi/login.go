@@ -16,10 +16,8 @@ import (
 
 // Login status codes (class<<8 | detail, RFC 7143 §11.13.5).
 const (
-	statusSuccess          uint16 = 0x0000
 	statusInitiatorError   uint16 = 0x0200
 	statusAuthFailure      uint16 = 0x0201
-	statusAuthorization    uint16 = 0x0202
 	statusNotFound         uint16 = 0x0203
 	statusUnsupportedVer   uint16 = 0x0205
 	statusTooManyConns     uint16 = 0x0206
