@@ -9,8 +9,10 @@ PORT     ?= 3260
 FUZZTIME ?= 10m
 # End-to-end load tests: seconds of iscsi-perf and of fio (SCSTD_E2E_LOAD_SECS, default 60).
 E2E_TIMEOUT ?= 40m
+# RBD: scratch directory of the private Ceph cluster of `make ceph-up` (tests: test/rbd, vdisk/rbd).
+CEPH_DIR ?= $(CURDIR)/.ceph
 
-.PHONY: all build run test unit e2e vet bench fuzz clean help
+.PHONY: all build run test unit e2e vet bench fuzz clean help ceph-up ceph-down test-rbd
 
 all: build
 
@@ -21,6 +23,8 @@ help:
 	@echo "make bench   benchmarks of every package"
 	@echo "make fuzz    every fuzz target for FUZZTIME each (default $(FUZZTIME))"
 	@echo "make vet     go vet and gofmt check"
+	@echo "make ceph-up / ceph-down   private single-node Ceph cluster in CEPH_DIR (image rbd/lun0)"
+	@echo "make test-rbd  RBD backend and end-to-end tests (build tag rbd; cgo, librbd; root)"
 
 build:
 	$(GO) build -o $(BIN) ./cmd/scstd
@@ -71,6 +75,17 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+ceph-up:
+	scripts/ceph-up.sh -d $(CEPH_DIR)
+
+ceph-down:
+	scripts/ceph-down.sh -d $(CEPH_DIR)
+
+# Each test package brings its own cluster up and down in a temporary directory, unless
+# SCSTD_CEPH_CONF names a running one (e.g. SCSTD_CEPH_CONF=$(CEPH_DIR)/ceph.conf after make ceph-up).
+test-rbd:
+	$(GO) test -count=1 -p 1 -tags rbd -timeout 15m ./vdisk/rbd/ ./test/rbd/
 
 clean:
 	rm -rf bin
