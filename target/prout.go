@@ -492,6 +492,11 @@ func (d *Device) abortPreempted(regs []registrant) {
 	}
 	for i, nx := range victims {
 		if marked[i] {
+			nx.notifyAborter()
+		}
+	}
+	for i, nx := range victims {
+		if marked[i] {
 			nx.awaitAborted()
 		}
 	}

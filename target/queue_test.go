@@ -296,7 +296,7 @@ func TestTMFNoLUNAndUnsupported(t *testing.T) {
 			t.Fatalf("fn %d on unmapped LUN: %d", fn, resp)
 		}
 	}
-	for _, fn := range []TMF{TMFClearACA, TMFTargetColdReset, TMFTaskReassign, 42} {
+	for _, fn := range []TMF{TMFClearACA, TMFTaskReassign, 42} {
 		if resp := s.TaskMgmt(fn, rawLUN(0), 0); resp != TMFNotSupported {
 			t.Fatalf("fn %d: %d", fn, resp)
 		}

@@ -64,6 +64,11 @@ func TestSPC2ReleasedBy(t *testing.T) {
 				t.Fatalf("target reset: %d", r)
 			}
 		}, []scsi.ASC{scsi.ASCPowerOnResetOccurred}},
+		{"target cold reset", func(t *testing.T, e *prEnv) {
+			if r := e.a.TaskMgmt(TMFTargetColdReset, 0, 0); r != TMFComplete {
+				t.Fatalf("cold reset: %d", r)
+			}
+		}, []scsi.ASC{scsi.ASCPowerOnResetOccurred}},
 		{"logout", func(t *testing.T, e *prEnv) { e.a.Close() }, nil},
 	}
 	for _, tc := range tests {

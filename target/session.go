@@ -191,7 +191,7 @@ func (s *Session) Close() {
 	s.view.Store(&sessView{group: v.group, luns: map[uint64]*nexus{}})
 	c.mu.Unlock()
 	for _, nx := range v.order {
-		nx.abortAll(nil)
+		nx.abortTasks(nil)
 		nx.retire()
 		nx.drain()
 		if h, ok := nx.dev.Handler.(NexusLossHandler); ok {

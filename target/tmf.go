@@ -54,11 +54,11 @@ func (s *Session) TaskMgmt(fn TMF, lun uint64, refTag uint32) TMFResponse {
 		match := func(c *Command) bool { return c.Tag == refTag }
 		// Tags are unique in the session: look on the addressed LUN first,
 		// then anywhere, since initiators are not all careful with the LUN.
-		if nx := lookup(); nx != nil && nx.abortAll(match) {
+		if nx := lookup(); nx != nil && nx.abortTasks(match) {
 			return TMFComplete
 		}
 		for _, nx := range v.order {
-			if nx.abortAll(match) {
+			if nx.abortTasks(match) {
 				return TMFComplete
 			}
 		}
@@ -68,7 +68,7 @@ func (s *Session) TaskMgmt(fn TMF, lun uint64, refTag uint32) TMFResponse {
 		if nx == nil {
 			return TMFNoLUN
 		}
-		nx.abortAll(nil)
+		nx.abortTasks(nil)
 		return TMFComplete
 	case TMFClearTaskSet:
 		nx := lookup()
@@ -86,8 +86,14 @@ func (s *Session) TaskMgmt(fn TMF, lun uint64, refTag uint32) TMFResponse {
 		s.log.WithField("lun", nx.lun).Info("logical unit reset")
 		return TMFComplete
 	case TMFTargetWarmReset:
-		s.core.targetReset(s)
+		s.core.targetReset(s, false)
 		s.log.Info("target warm reset")
+		return TMFComplete
+	case TMFTargetColdReset:
+		// The transport then ends every session of the target (RFC 7143
+		// §11.5.1); the core's part is a hard reset of the logical units.
+		s.core.targetReset(s, true)
+		s.log.Info("target cold reset")
 		return TMFComplete
 	default:
 		return TMFNotSupported
@@ -105,12 +111,60 @@ func (d *Device) nexuses() []*nexus {
 	return out
 }
 
+// Aborter is implemented by handlers that can end a running command early
+// when a task management function aborts it. Without it the core waits
+// until the command completes by itself, which for a long operation that
+// must outlive its task (SANITIZE, SBC-4 4.11: a reset does not stop it)
+// would hold the TMF response for the whole operation.
+type Aborter interface {
+	// Abort is called for each command handed (or about to be handed) to
+	// the handler once a TMF, a PREEMPT AND ABORT or the loss of the I_T
+	// nexus aborted it; commands it does not know must be ignored. It is
+	// called with the core's lock of the command's I_T_L nexus held, so
+	// that c cannot complete (and be reused) meanwhile: it must not block,
+	// must not call back into the core, and must not complete c itself.
+	// It may arrange for c to complete soon from another goroutine (Done
+	// then reports it as aborted); or ignore the call, and the core waits.
+	Abort(c *Command)
+}
+
+// abortTasks is abortAll with the handler told about the running victims.
+func (nx *nexus) abortTasks(match func(*Command) bool) bool {
+	found := nx.abortMark(match)
+	if found {
+		nx.notifyAborter()
+		nx.awaitAborted()
+	}
+	return found
+}
+
+// notifyAborter calls the handler's Abort for every aborted command it is
+// executing (abortMark completed the ones that had not started).
+func (nx *nexus) notifyAborter() {
+	a, ok := nx.dev.Handler.(Aborter)
+	if !ok {
+		return
+	}
+	nx.mu.Lock()
+	for c := nx.head; c != nil; c = c.core.next {
+		if c.core.aborted && c.core.state == stRunning {
+			a.Abort(c)
+		}
+	}
+	nx.mu.Unlock()
+}
+
 // abortNexuses aborts every task of nxs (marking all before waiting for
 // any) and reports which nexuses lost tasks.
 func abortNexuses(nxs []*nexus) []bool {
 	lost := make([]bool, len(nxs))
 	for i, nx := range nxs {
 		lost[i] = nx.abortMark(nil)
+	}
+	for i, nx := range nxs {
+		if lost[i] {
+			nx.notifyAborter()
+		}
 	}
 	for i, nx := range nxs {
 		if lost[i] {
@@ -140,8 +194,10 @@ func (c *Core) clearLU(from *nexus, asc scsi.ASC, reset bool) {
 
 // targetReset aborts all tasks of every session on the same target and
 // establishes POWER ON, RESET, OR BUS DEVICE RESET OCCURRED on every LUN of
-// those sessions, as a target reset does (SAM-5 6.3.2).
-func (c *Core) targetReset(from *Session) {
+// those sessions, as a target reset does (SAM-5 6.3.2). A cold reset is a
+// hard reset: the logical units also return to their power-on state
+// (HardResetHandler).
+func (c *Core) targetReset(from *Session, hard bool) {
 	c.mu.Lock()
 	var nxs []*nexus
 	for _, s := range c.sess {
@@ -158,7 +214,18 @@ func (c *Core) targetReset(from *Session) {
 	}
 	for d := range devs {
 		d.reset()
+		if h, ok := d.Handler.(HardResetHandler); hard && ok {
+			h.HardReset()
+		}
 	}
+}
+
+// HardResetHandler is implemented by handlers with state that a hard reset
+// (TARGET COLD RESET) returns to its power-on condition beyond what Reset
+// clears, such as mode parameters changed by MODE SELECT (SAM-5 6.3.2).
+type HardResetHandler interface {
+	// HardReset is called after Reset, for a TARGET COLD RESET.
+	HardReset()
 }
 
 // ResetHandler is implemented by handlers that keep logical unit state a
