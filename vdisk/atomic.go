@@ -41,6 +41,9 @@ func execCompareAndWrite(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 }
 
 func compareAndWriteSlow(d *vdev, c *target.Command, m *medium) (outcome, scsi.Sense) {
+	if m.ext != nil {
+		return storeCompareAndWrite(d, c, m)
+	}
 	lba, n := binary.BigEndian.Uint64(c.CDB[2:]), int(c.CDB[13])<<d.shift
 	off := int64(lba << d.shift)
 	buf := d.bufs.Get(n)

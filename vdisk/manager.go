@@ -35,6 +35,9 @@ type ManagerOptions struct {
 	VdiskID uint32
 	// StateDir holds per-device state such as saved mode pages.
 	StateDir string
+	// Stores opens the FILE paths that name library-backed stores (Ceph
+	// RBD images); nil: every FILE is a file or block device.
+	Stores StoreOpener
 }
 
 // Manager creates and removes vdisk/vcdrom devices in a target.Core. It keeps
@@ -220,7 +223,7 @@ func (m *Manager) Open(name, path string, blockSize uint32, f Flags) error {
 		med.nblocks.Store(nullIOSize >> v.shift)
 	} else {
 		var err error
-		if med, err = m.openMedium(v, path, f.ReadOnly, f.ODirect || f.BlockIO); err != nil {
+		if med, err = m.openBacking(v, path, f); err != nil {
 			return fmt.Errorf("open %s: %w", name, err)
 		}
 	}
@@ -368,6 +371,9 @@ func (m *Manager) ResyncSize(name string) error {
 		return err
 	}
 	med := v.med.Load()
+	if med != nil && med.ext != nil {
+		return v.resyncStore(med)
+	}
 	if v.flags.NullIO || med == nil || med.file == nil {
 		return errnof(syscall.EINVAL, "resync_size %s: no backing file", name)
 	}
@@ -441,6 +447,10 @@ func (m *Manager) Disks() []DiskInfo {
 func (v *vdev) setThin(m *medium) {
 	thin, lbprz := false, false
 	defer func() { v.thin.Store(thin); v.lbprz.Store(lbprz) }()
+	if m != nil && m.ext != nil {
+		thin, lbprz = v.setStoreThin(m)
+		return
+	}
 	if v.thinMode == ThinOff || m == nil || m.file == nil || v.flags.ReadOnly {
 		return
 	}

@@ -39,6 +39,9 @@ const (
 // readAt fills b from off; NULLIO and the part past the end of a short
 // file read as zeros.
 func (m *medium) readAt(b []byte, off int64) error {
+	if m.ext != nil {
+		return m.ext.ReadAt(b, off)
+	}
 	if m.file == nil {
 		clear(b)
 		return nil
@@ -53,6 +56,9 @@ func (m *medium) readAt(b []byte, off int64) error {
 
 // writeAt writes b at off, durable on return when sync is set.
 func (m *medium) writeAt(b []byte, off int64, sync bool) error {
+	if m.ext != nil {
+		return m.ext.WriteAt(b, off, sync)
+	}
 	if m.file == nil {
 		return nil
 	}
@@ -66,6 +72,9 @@ func (m *medium) writeAt(b []byte, off int64, sync bool) error {
 }
 
 func (m *medium) sync() error {
+	if m.ext != nil {
+		return m.ext.Flush()
+	}
 	if m.file == nil {
 		return nil
 	}
@@ -84,6 +93,9 @@ func unwrapErrno(err error) error {
 // discard deallocates [off, off+n): a hole in a file (reads return zeros),
 // BLKDISCARD on a block device.
 func (m *medium) discard(off, n int64) error {
+	if m.ext != nil {
+		return m.ext.Discard(off, n)
+	}
 	if m.file == nil || n == 0 {
 		return nil
 	}
@@ -280,6 +292,9 @@ func writeSameSlow(d *vdev, c *target.Command, m *medium) (outcome, scsi.Sense) 
 			return check, ioSense(err, true)
 		}
 		return done, scsi.Sense{}
+	}
+	if m.ext != nil {
+		return storeWriteSame(d, m, off, length, block)
 	}
 	if err := d.fill(m, off, length, block, d.fua(false)); err != nil {
 		return check, ioSense(err, true)

@@ -33,7 +33,8 @@ const maxXferBytes = 8 << 20
 // is in flight and the last holder closes a retired medium.
 type medium struct {
 	path    string
-	file    *os.File // nil for NULLIO
+	file    *os.File // nil for NULLIO and stores
+	ext     Store    // a library-backed store (RBD), else nil
 	eng     backend.Engine
 	nblocks atomic.Uint64
 	direct  bool
@@ -132,6 +133,11 @@ type vdev struct {
 	// operation.
 	sanitizing atomic.Bool
 	sanitize   sanitizeJob
+	// sanitizeCmd is the (not IMMED) SANITIZE command the running job
+	// completes when it ends; an abort completes it early and clears it.
+	// sanitizeMu is a leaf lock: Abort takes it under the core's locks.
+	sanitizeMu  sync.Mutex
+	sanitizeCmd *target.Command
 
 	// mu serializes MODE SELECT and medium changes (control path only).
 	mu sync.Mutex
