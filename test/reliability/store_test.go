@@ -330,11 +330,10 @@ func TestLUNMappingChurnUnderLoad(t *testing.T) {
 		if err := d.ctl("groups/Default/devices", cmd); err != nil {
 			t.Fatalf("%s: %v", cmd, err)
 		}
+		epoch.Add(1) // commands sent since the first bump may be caught too
 		// Commands caught by the removal get no response: unblock them.
 		for _, r := range moving {
-			r.mu.Lock()
-			_ = r.c.NC.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
-			r.mu.Unlock()
+			r.nudge(1500 * time.Millisecond)
 		}
 		time.Sleep(50 * time.Millisecond)
 		if cmd == "del disk1" {
