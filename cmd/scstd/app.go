@@ -48,6 +48,7 @@ type options struct {
 	Demo           string
 	LogFile        string
 	ShutdownGrace  string
+	Ceph           cephOptions // RBD LUNs (ceph.go)
 }
 
 // listenAddr is the host:port the iSCSI listener binds.
@@ -104,6 +105,9 @@ func optionsFrom(c *cli.Context) (*options, error) {
 		return nil, err
 	}
 	o.LogLevel = lvl
+	if o.Ceph, err = cephOptionsFrom(c); err != nil {
+		return nil, err
+	}
 	if o.Port < 0 || o.Port > 65535 {
 		return nil, fmt.Errorf("port %d out of range", o.Port)
 	}
@@ -134,7 +138,7 @@ func newApp(stdout, stderr io.Writer, run func(*options) error) *cli.App {
 		// Errors are printed by main, once, with the exit code it chooses.
 		ExitErrHandler:         func(*cli.Context, error) {},
 		UseShortOptionHandling: true,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "stay in the foreground and log to stderr"},
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: defaultConfig, Usage: "iscsi-scstd.conf `FILE` (targets, CHAP, parameters); a missing default file is ignored"},
 			&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Usage: "listen `ADDR` (default: all addresses)"},
@@ -152,7 +156,7 @@ func newApp(stdout, stderr io.Writer, run func(*options) error) *cli.App {
 			&cli.StringFlag{Name: "demo", Usage: "demo mode: create `DIR`/disk0.img (1 GiB, sparse) and DIR's config files if missing, then serve them"},
 			&cli.StringFlag{Name: "log-file", Usage: "append the log to `FILE` (in the background the log is discarded without it)"},
 			&cli.StringFlag{Name: "shutdown-timeout", Value: defaultShutdownGrace, Usage: "on SIGINT/SIGTERM, wait this long for in-flight commands before aborting them"},
-		},
+		}, cephFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.Bool("version") {
 				fmt.Fprintf(stdout, "%s\nscstd %s\n", SCSTVersion, Version)

@@ -74,9 +74,15 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 	// The module parameters shown in the control tree; scst_vdisk_ID is
 	// read once, at start, as in the original.
 	tun := target.NewTunables()
+	// Disconnected after closeDevices below has closed the RBD images.
+	stores, closeCeph, err := openCeph(o.Ceph, log.WithField("component", "rbd"))
+	if err != nil {
+		return err
+	}
+	defer closeCeph()
 	vm := vdisk.NewManager(core, vdisk.ManagerOptions{
 		Log: log.WithField("component", "vdisk"), StateDir: o.StateDir,
-		VdiskID: uint32(tun.Param(target.ParamVdiskID)),
+		VdiskID: uint32(tun.Param(target.ParamVdiskID)), Stores: stores,
 	})
 	srv := iscsi.NewServer(iscsi.Options{
 		Core: core, Config: cfg, Log: log.WithField("component", "iscsi"),
