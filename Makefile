@@ -7,8 +7,10 @@ ADDR     ?= 127.0.0.1
 PORT     ?= 3260
 # Fuzzing: each fuzz target runs this long (go test -fuzztime syntax: 10m, 30s, 1000x).
 FUZZTIME ?= 10m
-# End-to-end load tests: seconds of iscsi-perf and of fio (SCSTD_E2E_LOAD_SECS, default 60).
+# End-to-end load tests: seconds of iscsi-perf and of fio (SCSTD_E2E_LOAD_SECS, default 60);
+# SCSTD_E2E_RACE=1 builds the daemon under test with the race detector.
 E2E_TIMEOUT ?= 40m
+UNIT_TIMEOUT ?= 5m
 # RBD: scratch directory of the private Ceph cluster of `make ceph-up` (tests: test/rbd, vdisk/rbd).
 CEPH_DIR ?= $(CURDIR)/.ceph
 
@@ -54,18 +56,20 @@ vet:
 test:
 	@status=0; \
 	$(MAKE) --no-print-directory vet || status=1; \
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/test/') || status=1; \
+	$(GO) test -count=1 -timeout $(UNIT_TIMEOUT) $$($(GO) list ./... | grep -v '/test/') || status=1; \
 	$(GO) test -count=1 -p 1 -timeout $(E2E_TIMEOUT) ./test/... || status=1; \
 	exit $$status
 
 unit:
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/test/')
+	$(GO) test -count=1 -timeout $(UNIT_TIMEOUT) $$($(GO) list ./... | grep -v '/test/')
 
 e2e:
 	$(GO) test -count=1 -p 1 -v -timeout $(E2E_TIMEOUT) ./test/...
 
+# scstd against tgt on loopback (scripts/bench.sh; BENCH_MODE=single|multi|direct|go|all, default
+# single; BENCH_SECS, BENCH_RUNS); BENCH_MODE=go runs the data-path Go benchmarks only.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v '/test/')
+	scripts/bench.sh $(if $(BENCH_MODE),-m $(BENCH_MODE))
 
 # Runs each FuzzXxx of each package for FUZZTIME; stops at the first crasher (left in testdata/fuzz).
 fuzz:

@@ -214,6 +214,9 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 			_ = d.cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case <-d.exited:
+				if d.waitErr != nil {
+					t.Errorf("daemon exit after SIGTERM: %v", d.waitErr)
+				}
 			case <-time.After(30 * time.Second):
 				t.Errorf("daemon did not exit within 30 s of SIGTERM; killed")
 				_ = d.cmd.Process.Kill()
@@ -223,6 +226,14 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		if d.MountDir != "" && mountedAt(d.MountDir) {
 			t.Errorf("%s still mounted after the daemon exited", d.MountDir)
 			_ = unix.Unmount(d.MountDir, unix.MNT_DETACH)
+		}
+		// A race-detector build (SCSTD_E2E_RACE=1) reports on stderr; a
+		// recovered panic is logged. Either fails the test.
+		for _, bad := range []string{"WARNING: DATA RACE", "panic:"} {
+			if log := d.log.String(); strings.Contains(log, bad) {
+				lines := strings.SplitN(log[strings.Index(log, bad):], "\n", 61)
+				t.Errorf("daemon log contains %q:\n%s", bad, strings.Join(lines[:min(len(lines), 60)], "\n"))
+			}
 		}
 		if t.Failed() {
 			t.Logf("daemon log (%s):\n%s", d.Dir, tail(d.log.String(), 60))

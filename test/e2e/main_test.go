@@ -45,7 +45,13 @@ func setupAndRun(m *testing.M) int {
 		return 1
 	}
 	bin := filepath.Join(dir, "scstd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/scstd")
+	args := []string{"build", "-o", bin}
+	if os.Getenv("SCSTD_E2E_RACE") == "1" {
+		// A race-detector daemon: slower, but it reports data races on
+		// its stderr, which the tests show when they fail.
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/scstd")...)
 	build.Dir = root
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
