@@ -1,0 +1,297 @@
+//go:build rbd
+
+package rbd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const targetIQN = "iqn.2026-11.org.scstd:rbd"
+
+// imageSeq numbers the images the tests create.
+var imageSeq atomic.Int64
+
+// rbdCLI runs the rbd tool against the test cluster.
+func rbdCLI(t testing.TB, args ...string) string {
+	t.Helper()
+	return mustRun(t, 5*time.Minute, "rbd", append([]string{"-c", testEnv.conf}, args...)...)
+}
+
+// newImage creates an image of size (rbd syntax, e.g. 64M) in pool rbd,
+// removed when the test ends, and returns its name.
+func newImage(t testing.TB, size string) string {
+	t.Helper()
+	name := fmt.Sprintf("e2e%d-%d", os.Getpid(), imageSeq.Add(1))
+	rbdCLI(t, "create", "rbd/"+name, "--size", size, "--image-feature", "layering")
+	t.Cleanup(func() {
+		// The daemons are stopped by their own (later registered, so
+		// earlier run) cleanups; a watcher left behind makes rm fail.
+		out, err := runTool(t, 2*time.Minute, "rbd", "-c", testEnv.conf, "rm", "--no-progress", "rbd/"+name)
+		if err != nil {
+			t.Errorf("rbd rm %s: %v\n%s", name, err, out)
+		}
+	})
+	return name
+}
+
+// lunSpec is one RBD LUN of a daemon.
+type lunSpec struct {
+	Image string // in pool rbd
+	Flags string // scst.conf DEVICE flags, e.g. REMOVABLE
+}
+
+// daemonConfig describes one test daemon.
+type daemonConfig struct {
+	LUNs []lunSpec
+	// Dir holds configs, state and log; default t.TempDir().
+	Dir string
+	// Args are appended to the command line.
+	Args []string
+}
+
+// daemon is one running scstd started by a test.
+type daemon struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	Addr    string
+	Dir     string
+	log     *lockedBuffer
+	exited  chan struct{}
+	waitErr error
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening addr="?([0-9.]+:[0-9]+)`)
+
+// startDaemon starts scstd -f --ceph-conf for cfg and waits until it
+// listens. It is stopped (SIGTERM, then killed, by PID) when the test ends.
+func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	iscsiConf := filepath.Join(cfg.Dir, "iscsi-scstd.conf")
+	scstConf := filepath.Join(cfg.Dir, "scst.conf")
+	var devs, luns strings.Builder
+	for i, l := range cfg.LUNs {
+		// The T10 id is the image's, so that every node reports the same
+		// device identification for the same image.
+		fmt.Fprintf(&devs, "DEVICE rbd%d,/rbd/rbd/%s,%s,512,%s\n", i, l.Image, l.Flags, l.Image)
+		fmt.Fprintf(&luns, "DEVICE rbd%d,%d\n", i, i)
+	}
+	sc := "[HANDLER vdisk]\n" + devs.String() + "\n[GROUP Default]\n\n[ASSIGNMENT Default]\n" + luns.String()
+	if err := os.WriteFile(iscsiConf, []byte("Target "+targetIQN+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(scstConf, []byte(sc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-f", "-a", "127.0.0.1", "-p", "0", "-d", "info", "-u", "0", "-g", "0",
+		"-c", iscsiConf, "--scst-config", scstConf, "--no-mount",
+		"--state-dir", filepath.Join(cfg.Dir, "state"),
+		"--initiators-allow", filepath.Join(cfg.Dir, "initiators.allow"),
+		"--initiators-deny", filepath.Join(cfg.Dir, "initiators.deny"),
+		"--shutdown-timeout", "20s", "--ceph-conf", testEnv.conf}
+	args = append(args, cfg.Args...)
+	d := &daemon{t: t, Dir: cfg.Dir, log: &lockedBuffer{}, exited: make(chan struct{})}
+	d.cmd = exec.Command(testEnv.bin, args...)
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Stdout = d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start daemon: %v", err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			d.log.Write([]byte(line + "\n"))
+			if m := listeningRE.FindStringSubmatch(line); m != nil && !sent {
+				addr <- m[1]
+				sent = true
+			}
+		}
+		_, _ = io.Copy(d.log, stderr)
+		d.waitErr = d.cmd.Wait()
+		close(d.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			_ = d.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-d.exited:
+				if d.waitErr != nil {
+					t.Errorf("daemon exit after SIGTERM: %v", d.waitErr)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("daemon did not exit within 30 s of SIGTERM; killed")
+				_ = d.cmd.Process.Kill()
+				<-d.exited
+			}
+		}
+		for _, bad := range []string{"WARNING: DATA RACE", "panic:"} {
+			if log := d.log.String(); strings.Contains(log, bad) {
+				t.Errorf("daemon log contains %q:\n%s", bad, tail(log[strings.Index(log, bad):], 60))
+			}
+		}
+		if t.Failed() {
+			t.Logf("daemon log (%s):\n%s", d.Dir, tail(d.log.String(), 60))
+		}
+	})
+	select {
+	case d.Addr = <-addr:
+	case <-d.exited:
+		t.Fatalf("daemon exited during startup (%v):\n%s", d.waitErr, tail(d.log.String(), 30))
+	case <-time.After(60 * time.Second):
+		t.Fatal("daemon did not listen within 60 s")
+	}
+	return d
+}
+
+// URL is the libiscsi URL of LUN lun.
+func (d *daemon) URL(lun int) string {
+	return fmt.Sprintf("iscsi://%s/%s/%d", d.Addr, targetIQN, lun)
+}
+
+// Kill ends the daemon with SIGKILL, as a node crash would.
+func (d *daemon) Kill() {
+	d.t.Helper()
+	if err := d.cmd.Process.Kill(); err != nil {
+		d.t.Fatalf("SIGKILL: %v", err)
+	}
+	<-d.exited
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (d *daemon) Stop() {
+	d.t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		d.t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(60 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+		d.t.Fatal("daemon did not exit within 60 s of SIGTERM")
+	}
+	if d.waitErr != nil {
+		d.t.Fatalf("daemon exit: %v\n%s", d.waitErr, tail(d.log.String(), 30))
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// requireTools fails the test when a tool is missing.
+func requireTools(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			t.Fatalf("%s not found: install the test tools as .ci/run does (libiscsi-bin qemu-utils qemu-block-extra e2fsprogs bc fio qemu-system-common ceph-common)", n)
+		}
+	}
+}
+
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (loop devices, mounts)")
+	}
+}
+
+// runTool runs a command bounded by timeout; exit status != 0 is an error.
+func runTool(t testing.TB, timeout time.Duration, name string, args ...string) (string, error) {
+	t.Helper()
+	requireTools(t, name)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Cancel = func() error { return cmd.Process.Kill() }
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%s timed out after %v: %w", name, timeout, ctx.Err())
+	}
+	return string(out), err
+}
+
+func mustRun(t testing.TB, timeout time.Duration, name string, args ...string) string {
+	t.Helper()
+	out, err := runTool(t, timeout, name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(out, 40))
+	}
+	return out
+}
+
+// sharedConformance is ../shared/conformance beside the repository.
+func sharedConformance(t testing.TB, script string) string {
+	t.Helper()
+	p := filepath.Join(testEnv.repoRoot, "..", "shared", "conformance", script)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is missing: the shared conformance scripts must be checked out at ../shared beside the repository (%v)", p, err)
+	}
+	return p
+}
+
+// sameFiles fails the test unless two files have equal contents.
+func sameFiles(t testing.TB, a, b string) {
+	t.Helper()
+	fa, err := os.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(fa, fb) {
+		i := 0
+		for i < len(fa) && i < len(fb) && fa[i] == fb[i] {
+			i++
+		}
+		t.Fatalf("%s and %s differ (sizes %d, %d; first difference at byte %d)", a, b, len(fa), len(fb), i)
+	}
+}
