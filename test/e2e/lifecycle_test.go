@@ -277,3 +277,31 @@ func alive(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
+
+// A root-started daemon that dropped privileges and is then killed with
+// SIGKILL leaves no stale mount: its root unmount helper detaches it.
+func TestKilledDaemonLeavesNoMount(t *testing.T) {
+	requireRoot(t)
+	dir := sharedDir(t, 0, 0)
+	image := filepath.Join(dir, "disk0.img")
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	sparseImage(t, image, 64<<20, uid, uid)
+	d := startDaemon(t, daemonConfig{Dir: dir, Image: image, Mount: true})
+	if !mountedAt(d.MountDir) {
+		t.Fatalf("%s not mounted", d.MountDir)
+	}
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-d.exited
+	waitFor(t, 10*time.Second, "the unmount helper to detach the mount", func() bool { return !mountedAt(d.MountDir) })
+	// And the mountpoint is usable again.
+	d = startDaemon(t, daemonConfig{Dir: dir, Image: image, Mount: true})
+	if _, err := os.ReadFile(filepath.Join(d.MountDir, "scsi_tgt", "version")); err != nil {
+		t.Errorf("control tree after restart: %v", err)
+	}
+}
