@@ -44,7 +44,7 @@ func waitClosed(c *iscsitest.Conn, timeout time.Duration) (nops int, closed bool
 
 // sessionListed reports whether the iscsi/session file of d lists initiator.
 func sessionListed(d *daemon, initiator string) bool {
-	return strings.Contains(d.readCtl("../scsi_tgt/iscsi/session"), "initiator:"+initiator+" ")
+	return strings.Contains(d.readCtl("iscsi/session"), "initiator:"+initiator+" ")
 }
 
 // eventually polls cond every 50 ms until it holds or timeout passes.
@@ -151,8 +151,8 @@ func TestDisconnectBetweenR2TAndDataOut(t *testing.T) {
 	if !eventually(5*time.Second, func() bool { fdAfter = d.FDs(); return fdAfter <= fdBase }) {
 		t.Errorf("daemon holds %d descriptors after %d cut connections, %d before", fdAfter, rounds, fdBase)
 	}
-	if !eventually(5*time.Second, func() bool { return !strings.Contains(d.readCtl("../scsi_tgt/iscsi/session"), "r2t-cut") }) {
-		t.Errorf("cut sessions still listed:\n%s", d.readCtl("../scsi_tgt/iscsi/session"))
+	if !eventually(5*time.Second, func() bool { return !strings.Contains(d.readCtl("iscsi/session"), "r2t-cut") }) {
+		t.Errorf("cut sessions still listed:\n%s", d.readCtl("iscsi/session"))
 	}
 	// The LUN is fully usable: the region takes a new generation.
 	fillRegion(t, good, 0, 7, 0, region, 2)
@@ -200,7 +200,7 @@ func TestNopInTimeoutDeadInitiator(t *testing.T) {
 		t.Errorf("closed after %v, want within %v", took, max)
 	}
 	if !eventually(5*time.Second, func() bool { return !sessionListed(d, dead) }) {
-		t.Errorf("dead session still listed:\n%s", d.readCtl("../scsi_tgt/iscsi/session"))
+		t.Errorf("dead session still listed:\n%s", d.readCtl("iscsi/session"))
 	}
 	if !strings.Contains(d.Log(), "NOP-In ping not answered") {
 		t.Errorf("no log line for the NOP-In timeout")

@@ -519,12 +519,10 @@ func decodeSense(b []byte) sense {
 }
 
 const (
-	keyNotReady       = 0x2
 	keyMediumError    = 0x3
 	keyIllegalRequest = 0x5
 	keyUnitAttention  = 0x6
 	keyDataProtect    = 0x7
-	keyAbortedCommand = 0xb
 )
 
 // cmdError is a SCSI command that completed with a non-GOOD status.

@@ -21,14 +21,10 @@ import (
 )
 
 const (
-	chapUser, chapSecret     = "reluser", "rel-secret-0123"
-	chapTUser, chapTSecret   = "reltarget", "target-secret-4567"
-	discUser, discSecret     = "discuser", "disc-secret-8901"
-	loginStatusAuthFailure   = 0x0201
-	loginStatusForbidden     = 0x0202
-	loginStatusNotFound      = 0x0203
-	loginStatusInitiatorErr  = 0x0200
-	statusCheckConditionByte = 0x02
+	chapUser, chapSecret   = "reluser", "rel-secret-0123"
+	chapTUser, chapTSecret = "reltarget", "target-secret-4567"
+	discUser, discSecret   = "discuser", "disc-secret-8901"
+	loginStatusAuthFailure = 0x0201
 )
 
 // loginStatus returns the login status class/detail of err (0 = none).
@@ -186,8 +182,8 @@ func TestCHAPLogin(t *testing.T) {
 		if err == nil {
 			t.Fatal("mutual CHAP login accepted by a target without an OutgoingUser")
 		}
-		if st := loginStatus(err); st != loginStatusAuthFailure {
-			t.Logf("refused with %v", err)
+		if st := loginStatus(err); st != loginStatusAuthFailure && st != 0 {
+			t.Errorf("refused with login status %#04x, want authentication failure (or the initiator's own refusal)", st)
 		}
 	})
 }
