@@ -37,6 +37,10 @@ type faultDisk struct {
 	// needs.
 	directIO       bool
 	fsyncs, writes atomic.Int64
+	// hang, when set, holds every read and write until it is closed (or
+	// the kernel interrupts the request): a backing store that stops.
+	hang    atomic.Pointer[chan struct{}]
+	waiting atomic.Int64 // requests held by hang
 }
 
 const faultPage = 4096
@@ -74,7 +78,36 @@ func (f *faultDisk) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetA
 	return f.Getattr(ctx, fh, out)
 }
 
+// hold blocks while hang is set.
+func (f *faultDisk) hold(ctx context.Context) syscall.Errno {
+	ch := f.hang.Load()
+	if ch == nil {
+		return 0
+	}
+	f.waiting.Add(1)
+	defer f.waiting.Add(-1)
+	select {
+	case <-*ch:
+		return 0
+	case <-ctx.Done():
+		return syscall.EINTR
+	}
+}
+
+// stall makes the disk hang until the returned function is called.
+func (f *faultDisk) stall() (release func()) {
+	ch := make(chan struct{})
+	f.hang.Store(&ch)
+	return func() {
+		f.hang.Store(nil)
+		close(ch)
+	}
+}
+
 func (f *faultDisk) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if e := f.hold(ctx); e != 0 {
+		return nil, e
+	}
 	if e := f.readErr.Load(); e != 0 {
 		return nil, syscall.Errno(e)
 	}
@@ -88,6 +121,9 @@ func (f *faultDisk) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off
 }
 
 func (f *faultDisk) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if e := f.hold(ctx); e != 0 {
+		return 0, e
+	}
 	if e := f.writeErr.Load(); e != 0 {
 		return 0, syscall.Errno(e)
 	}

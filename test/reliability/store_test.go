@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/scstd/scstd/iscsi/iscsitest"
+	"github.com/scstd/scstd/iscsi/pdu"
 )
 
 // expectSense runs cmd and requires CHECK CONDITION with the given sense.
@@ -367,4 +368,103 @@ func TestLUNMappingChurnUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("LUN 1 remapped %d times under load: %d commands, %d refused while unmapped, %d dropped in flight, 0 errors on LUN 0", changes, cmds, gone.Load(), lost)
+}
+
+// A backing store that stops answering (every read and write of disk1
+// held by the test's FUSE server) holds only its own commands: 32 reads
+// and writes stuck on disk1 leave disk0's sessions doing verified I/O
+// untouched; when the store comes back the stuck commands complete with
+// the right data. (SIGTERM while the store is stuck: see
+// TestSIGTERMWithStuckBackingStore, a known bug.)
+func TestStuckBackingStore(t *testing.T) {
+	disk, path := mountFaultDisk(t, 16<<20, true)
+	d := startDaemon(t, daemonConfig{Devices: []device{{Name: "disk0"}, {Name: "disk1", Path: path}}})
+	stuckConn := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName("stuck"), ISID: 0x400000001301, Keys: unsolicitedKeys})
+	clearUA(t, stuckConn, lunField(1))
+	fillRegion(t, stuckConn, lunField(1), 21, 0, 256, 1)
+	var vs []*verifier
+	for i := 0; i < 2; i++ {
+		c := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName(fmt.Sprintf("unstuck%d", i)), ISID: 0x400000001310 | uint64(i)})
+		vs = append(vs, newVerifier(c, lunField(0), uint32(i+1), uint64(i*4096), 4096, 64))
+	}
+
+	release := disk.stall()
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
+	want := map[uint32]bool{}
+	reads := map[uint32]uint64{}
+	for i := 0; i < 32; i++ {
+		lba := uint64(i * 8)
+		cmd := &iscsitest.Cmd{LUN: lunField(1), CDB: read16(lba, 8), ReadLen: 8 * blockSize}
+		if i%2 == 1 {
+			cmd = &iscsitest.Cmd{LUN: lunField(1), CDB: write16(lba, 8, false), Write: patternBlocks(21, lba, 8, 2)}
+		}
+		itt, err := stuckConn.SendCommand(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[itt] = true
+		if i%2 == 0 {
+			reads[itt] = lba
+		}
+	}
+	if !eventually(5*time.Second, func() bool { return disk.waiting.Load() > 0 }) {
+		t.Fatal("no request reached the stuck store")
+	}
+	stop := make(chan struct{})
+	errc := make(chan []error, 1)
+	go func() { errc <- runVerifiers(vs, stop) }()
+	time.Sleep(phase(t, 3*time.Second))
+	close(stop)
+	if errs := <-errc; len(errs) > 0 {
+		t.Fatalf("disk0 sessions failed while disk1 was stuck: %v", errs[0])
+	}
+	var cmds int64
+	for _, v := range vs {
+		cmds += v.cmds.Load()
+	}
+	if cmds < 100 {
+		t.Fatalf("disk0 served only %d commands while disk1 was stuck", cmds)
+	}
+	held := disk.waiting.Load()
+	release()
+	released = true
+	status := map[uint32]byte{}
+	stuckConn.Timeout = 10 * time.Second
+	for len(status) < len(want) {
+		h, data, err := stuckConn.RecvSkipPings()
+		if err != nil {
+			t.Fatalf("stuck commands after the store came back: %d of %d answered: %v", len(status), len(want), err)
+		}
+		switch h.Opcode() {
+		case pdu.OpDataIn:
+			if lba, ok := reads[h.ITT()]; ok {
+				// Old or new generation, but intact and in place.
+				for i := 0; i*blockSize < len(data); i++ {
+					id, l, _, ok := parseBlock(data[i*blockSize:])
+					if !ok || id != 21 || l != lba+uint64(h.BufferOffset())/blockSize+uint64(i) {
+						t.Fatalf("read at %d returned a wrong block %d", lba, i)
+					}
+				}
+			}
+			if h.Flags()&pdu.FlagStatus != 0 {
+				status[h.ITT()] = h.Status()
+			}
+		case pdu.OpSCSIResp:
+			status[h.ITT()] = h.Status()
+		default:
+			t.Fatalf("unexpected %v", h.Opcode())
+		}
+	}
+	for itt, st := range status {
+		if st != 0 {
+			t.Errorf("stuck command %#x ended with status %#x", itt, st)
+		}
+	}
+	expectRegion(t, stuckConn, lunField(1), 21, 8, 8, 2)
+	t.Logf("disk1 stuck with %d requests held: disk0 served %d verified commands meanwhile; all 32 stuck commands completed GOOD after release", held, cmds)
 }

@@ -1,11 +1,11 @@
 //go:build scstd_known_bugs
 
-// These tests fail until the iscsi package bounds what one connection may
-// hold in memory (see docs/reliability.md, "Known bugs"). Run them with
+// These tests fail until the bugs described in docs/reliability.md ("Known
+// bugs") are fixed. Run them with
 //
-//	go test -tags scstd_known_bugs -run TestUnreadResponses ./test/reliability/
+//	go test -tags scstd_known_bugs -run 'TestUnreadResponses|TestImmediateWrites|TestSIGTERMWithStuck' ./test/reliability/
 //
-// and drop the build tag once they pass.
+// and move each to its file without the build tag once it passes.
 
 package reliability
 
@@ -120,5 +120,32 @@ func TestImmediateWritesBoundReservation(t *testing.T) {
 	t.Logf("%d immediate 64 MiB WRITEs without data: daemon VmSize grew %d MiB", sent, grown>>20)
 	if grown > boundBytes {
 		t.Errorf("daemon reserved %d MiB for writes whose data never came (bound %d MiB)", grown>>20, boundBytes>>20)
+	}
+}
+
+// SIGTERM while a backing store hangs (every read of disk1 held by the
+// test's FUSE server): the daemon must exit within --shutdown-timeout plus
+// a margin, giving up on the stuck device, instead of waiting for it for
+// ever.
+func TestSIGTERMWithStuckBackingStore(t *testing.T) {
+	disk, path := mountFaultDisk(t, 16<<20, true)
+	d := startDaemon(t, daemonConfig{Devices: []device{{Name: "disk0"}, {Name: "disk1", Path: path}},
+		Args: []string{"--shutdown-timeout", "3s"}})
+	c := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName("stuck-term")})
+	clearUA(t, c, lunField(1))
+	release := disk.stall()
+	defer release()
+	if _, err := c.SendCommand(&iscsitest.Cmd{LUN: lunField(1), CDB: read16(0, 8), ReadLen: 8 * blockSize}); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(5*time.Second, func() bool { return disk.waiting.Load() > 0 }) {
+		t.Fatal("no request reached the stuck store")
+	}
+	start := time.Now()
+	rc := d.Stop(20 * time.Second)
+	took := time.Since(start)
+	t.Logf("SIGTERM with a stuck store: exit status %d after %v (shutdown timeout 3 s)", rc, took.Round(10*time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("shutdown took %v with a 3 s shutdown timeout", took)
 	}
 }
