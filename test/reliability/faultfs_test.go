@@ -94,13 +94,17 @@ func (f *faultDisk) hold(ctx context.Context) syscall.Errno {
 	}
 }
 
-// stall makes the disk hang until the returned function is called.
+// stall makes the disk hang until the returned function is called (once
+// or more).
 func (f *faultDisk) stall() (release func()) {
 	ch := make(chan struct{})
 	f.hang.Store(&ch)
+	var once sync.Once
 	return func() {
-		f.hang.Store(nil)
-		close(ch)
+		once.Do(func() {
+			f.hang.Store(nil)
+			close(ch)
+		})
 	}
 }
 

@@ -3,7 +3,7 @@
 // These tests fail until the bugs described in docs/reliability.md ("Known
 // bugs") are fixed. Run them with
 //
-//	go test -tags scstd_known_bugs -run 'TestUnreadResponses|TestImmediateWrites|TestSIGTERMWithStuck' ./test/reliability/
+//	go test -tags scstd_known_bugs -run 'TestUnreadResponses|TestImmediateWrites|TestSIGTERMWithStuck|TestControlPlaneWithStuck' ./test/reliability/
 //
 // and move each to its file without the build tag once it passes.
 
@@ -12,6 +12,8 @@ package reliability
 import (
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -148,4 +150,43 @@ func TestSIGTERMWithStuckBackingStore(t *testing.T) {
 	if took > 10*time.Second {
 		t.Errorf("shutdown took %v with a 3 s shutdown timeout", took)
 	}
+}
+
+// `close` of a device whose backing store hangs may wait for the commands
+// inside, but it must not hold up the rest of the control plane: opening
+// another device still works.
+func TestControlPlaneWithStuckDevice(t *testing.T) {
+	requireRoot(t)
+	disk, path := mountFaultDisk(t, 16<<20, true)
+	d := startDaemon(t, daemonConfig{Mount: true, Devices: []device{{Name: "disk0"}, {Name: "disk1", Path: path}}})
+	c := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName("stuck-ctl")})
+	clearUA(t, c, lunField(1))
+	release := disk.stall()
+	defer release()
+	if _, err := c.SendCommand(&iscsitest.Cmd{LUN: lunField(1), CDB: read16(0, 8), ReadLen: 8 * blockSize}); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(5*time.Second, func() bool { return disk.waiting.Load() > 0 }) {
+		t.Fatal("no request reached the stuck store")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- d.ctl("vdisk/vdisk", "close disk1") }()
+	time.Sleep(500 * time.Millisecond)
+	spare := filepath.Join(d.Dir, "spare.img")
+	if err := os.WriteFile(spare, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan error, 1)
+	go func() { opened <- d.ctl("vdisk/vdisk", "open spare "+spare) }()
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Errorf("open of another device while disk1 is stuck closing: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("open of another device blocked behind the close of a stuck one")
+	}
+	release()
+	<-closed
+	<-opened
 }

@@ -389,12 +389,7 @@ func TestStuckBackingStore(t *testing.T) {
 	}
 
 	release := disk.stall()
-	released := false
-	defer func() {
-		if !released {
-			release()
-		}
-	}()
+	defer release()
 	want := map[uint32]bool{}
 	reads := map[uint32]uint64{}
 	for i := 0; i < 32; i++ {
@@ -432,7 +427,6 @@ func TestStuckBackingStore(t *testing.T) {
 	}
 	held := disk.waiting.Load()
 	release()
-	released = true
 	status := map[uint32]byte{}
 	stuckConn.Timeout = 10 * time.Second
 	for len(status) < len(want) {
