@@ -1,8 +1,10 @@
 package iscsi
 
 import (
+	"context"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/scstd/scstd/iscsi/param"
 	"github.com/scstd/scstd/iscsi/pdu"
@@ -205,7 +207,17 @@ func (c *conn) onTMF(h *pdu.BHS) {
 		c.abortLocalWhere(func(*task) bool { return true })
 	case target.TMFClearACA:
 	case target.TMFTargetColdReset:
-		respond(target.TMFNotSupported)
+		c.abortLocalWhere(func(*task) bool { return true })
+		core, srv, name := c.sess.core, c.srv, c.sess.targetName
+		go func() {
+			r := core.TaskMgmt(fn, lun, ref)
+			respond(r)
+			if r == target.TMFComplete {
+				// RFC 7143 §11.5.1: after the response, the target closes
+				// every connection of every session of the target node.
+				srv.dropTargetSessions(name)
+			}
+		}()
 		return
 	case target.TMFTaskReassign:
 		respond(tmfReassignUnsupported)
@@ -218,6 +230,30 @@ func (c *conn) onTMF(h *pdu.BHS) {
 	go func() {
 		respond(core.TaskMgmt(fn, lun, ref))
 	}()
+}
+
+// coldResetDrain bounds how long the sessions closed by a TARGET COLD RESET
+// wait for commands still completing (the reset already aborted them).
+const coldResetDrain = 5 * time.Second
+
+// dropTargetSessions closes every session of the target node name, each
+// once it has sent what is already queued (the TMF response among them).
+func (s *Server) dropTargetSessions(name string) {
+	s.mu.Lock()
+	var conns []*conn
+	for _, ss := range s.sessions {
+		if !ss.discovery && ss.targetName == name && ss.conn != nil {
+			conns = append(conns, ss.conn)
+		}
+	}
+	s.mu.Unlock()
+	// The drains run on the connections' goroutines; ctx outlives this call.
+	ctx, cancel := context.WithTimeout(context.Background(), coldResetDrain)
+	time.AfterFunc(coldResetDrain, cancel)
+	for _, c := range conns {
+		c.beginShutdown(ctx)
+	}
+	s.log.WithField("target", name).WithField("sessions", len(conns)).Info("target cold reset: closing sessions")
 }
 
 // abortLocal drops a command the core has not seen: no response is sent.

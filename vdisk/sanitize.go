@@ -101,20 +101,58 @@ func execSanitize(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 	d.sanitizing.Store(true)
 	d.sanitize = job
 	d.mu.Unlock()
-	t := d.newTask(c, m, stSlow)
+	// The job completes the command itself (sanitizeCmd), not the task:
+	// an abort or reset ends the command but not the sanitize, which goes
+	// on in the background (SBC-4 4.11.2), as after IMMED.
+	t := d.newTask(nil, m, stSlow)
 	t.fn, t.exclusive = sanitizeSlow, true
 	if immed {
 		// GOOD now; progress shows as NOT READY until it ends.
-		t.c = nil
 		d.slow.submit(t)
 		return done, scsi.Sense{}
 	}
+	d.sanitizeMu.Lock()
+	d.sanitizeCmd = c
+	d.sanitizeMu.Unlock()
 	d.slow.submit(t)
 	return pending, scsi.Sense{}
 }
 
+// Abort implements target.Aborter: an aborted SANITIZE command completes
+// at once while the medium keeps being sanitized. Other commands finish
+// quickly by themselves and are left to the core to await.
+func (d *vdev) Abort(c *target.Command) {
+	d.sanitizeMu.Lock()
+	mine := c != nil && d.sanitizeCmd == c
+	if mine {
+		d.sanitizeCmd = nil
+	}
+	d.sanitizeMu.Unlock()
+	if mine {
+		// Abort runs under the core's nexus lock, which Complete takes.
+		go c.Complete()
+	}
+}
+
+// sanitizeSlow runs the job; the task carries no command, the job
+// completes sanitizeCmd (unless an abort did) once the medium is ready.
 func sanitizeSlow(d *vdev, _ *target.Command, m *medium) (outcome, scsi.Sense) {
-	defer d.sanitizing.Store(false)
+	st, s := sanitizeRun(d, m)
+	d.sanitizing.Store(false)
+	d.sanitizeMu.Lock()
+	c := d.sanitizeCmd
+	d.sanitizeCmd = nil
+	d.sanitizeMu.Unlock()
+	if c != nil {
+		if st == check {
+			c.CheckCondition(s)
+		}
+		c.Complete()
+	}
+	return done, scsi.Sense{}
+}
+
+func sanitizeRun(d *vdev, m *medium) (outcome, scsi.Sense) {
 	d.mu.Lock()
 	job := d.sanitize
 	d.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scstd/scstd/target"
 	"github.com/scstd/scstd/target/scsi"
 )
 
@@ -112,5 +113,87 @@ func TestSanitize(t *testing.T) {
 	r = s.run(big, cdb16(scsi.OpRead16, 1000, 1, 0), 512, nil)
 	if !bytes.Equal(r.data, bytes.Repeat([]byte{0x55}, 512)) {
 		t.Fatal("IMMED overwrite did not complete")
+	}
+}
+
+// An aborted or reset SANITIZE command completes at once (so the TMF is
+// answered) while the sanitize itself goes on: TEST UNIT READY keeps
+// answering SANITIZE IN PROGRESS (SBC-4 4.11.2; libiscsi Sanitize.Reset).
+func TestSanitizeOutlivesAbort(t *testing.T) {
+	tests := []struct {
+		name  string
+		abort func(t *testing.T, s *sess, lun uint64, tag uint32)
+	}{
+		{"abort task", func(t *testing.T, s *sess, lun uint64, tag uint32) {
+			if r := s.s.TaskMgmt(target.TMFAbortTask, lunField(lun), tag); r != target.TMFComplete {
+				t.Errorf("ABORT TASK: %d", r)
+			}
+		}},
+		{"lun reset", func(t *testing.T, s *sess, lun uint64, _ uint32) {
+			if r := s.s.TaskMgmt(target.TMFLUNReset, lunField(lun), 0); r != target.TMFComplete {
+				t.Errorf("LUN RESET: %d", r)
+			}
+		}},
+		{"target cold reset", func(t *testing.T, s *sess, _ uint64, _ uint32) {
+			if r := s.s.TaskMgmt(target.TMFTargetColdReset, 0, 0); r != target.TMFComplete {
+				t.Errorf("TARGET COLD RESET: %d", r)
+			}
+		}},
+		{"nexus loss", func(t *testing.T, s *sess, _ uint64, _ uint32) { s.s.Close() }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, ManagerOptions{})
+			// 31 passes over 64 MiB: long enough to be caught running.
+			lun := h.thickDisk("big", 64<<20)
+			s, other := h.session("iqn.a"), h.session("iqn.b")
+			s.clearUA(lun)
+			other.clearUA(lun)
+			p := overwriteParams(31, []byte{0xa5})
+			c := &target.Command{
+				LUN: lunField(lun), CDB: sanitizeCDB(saOverwrite, false, len(p)), Attr: target.Simple,
+				Tag: h.tag.Add(1), ExpectedLen: uint32(len(p)), DataOut: p, Write: true,
+			}
+			done := make(chan bool, 1)
+			c.Done = func(c *target.Command) { done <- c.Aborted }
+			s.s.Submit(c)
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				r := other.run(lun, tur(), 0, nil)
+				if r.status == scsi.StatusCheckCondition && r.asc == scsi.ASCSanitizeInProgress {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("SANITIZE never seen in progress: %+v", r)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			start := time.Now()
+			tc.abort(t, s, lun, c.Tag)
+			select {
+			case aborted := <-done:
+				if !aborted {
+					t.Fatal("SANITIZE completed, not aborted")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("aborted SANITIZE command still running")
+			}
+			took := time.Since(start)
+			other.clearUA(lun)
+			expect(t, "tur after the abort", other.run(lun, tur(), 0, nil), scsi.SenseNotReady, scsi.ASCSanitizeInProgress)
+			c.DataOut = nil
+			for time.Now().Before(deadline.Add(2 * time.Minute)) {
+				if r := other.run(lun, tur(), 0, nil); r.status == scsi.StatusGood {
+					r := other.run(lun, cdb16(scsi.OpRead16, 4096, 1, 0), 512, nil)
+					if !bytes.Equal(r.data, bytes.Repeat([]byte{0xa5}, 512)) {
+						t.Fatal("the sanitize did not finish its overwrite")
+					}
+					t.Logf("TMF answered in %v; the overwrite went on", took)
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			t.Fatal("the sanitize never ended")
+		})
 	}
 }

@@ -237,3 +237,16 @@ func (d *vdev) Reset() {
 	d.prevent.Store(false)
 	d.mu.Unlock()
 }
+
+// HardReset implements target.HardResetHandler: after a TARGET COLD RESET
+// the mode parameters are back to their saved values, as after power on
+// (SAM-5 6.3.2, SPC-4 7.5.1).
+func (d *vdev) HardReset() {
+	d.mu.Lock()
+	old, bits := d.mode.cur.Load(), d.mode.saved.Load()
+	d.mode.cur.Store(bits)
+	d.mu.Unlock()
+	if (bits^old)&mDSense != 0 {
+		d.hooks.SetDescriptorSense(bits&mDSense != 0)
+	}
+}
