@@ -31,6 +31,10 @@ type Store interface {
 	// data there. On a mismatch it returns miscompare set and the byte
 	// offset of the first difference.
 	CompareAndWrite(off int64, cmp, data []byte, fua bool) (mismatch int, miscompare bool, err error)
+	// Allocation returns the end of the run of bytes from off (within
+	// [off, off+limit), in units of unit bytes) that are all mapped or
+	// all deallocated (GET LBA STATUS).
+	Allocation(off, limit int64, unit int) (end int64, allocated bool, err error)
 }
 
 // StoreOpener opens the stores whose FILE argument it recognises, such as
@@ -93,6 +97,15 @@ func storeCompareAndWrite(d *vdev, c *target.Command, m *medium) (outcome, scsi.
 			Info: uint64(diff), InfoValid: true}
 	}
 	return done, scsi.Sense{}
+}
+
+// storeExtent is extent for a store.
+func (d *vdev) storeExtent(m *medium, lba, nb uint64) (end uint64, deallocated bool, err error) {
+	e, allocated, err := m.ext.Allocation(int64(lba<<d.shift), int64((nb-lba)<<d.shift), int(d.blockSize))
+	if err != nil {
+		return 0, false, err
+	}
+	return min(max(uint64(e)>>d.shift, lba+1), nb), !allocated, nil
 }
 
 // storeWriteSame runs WRITE SAME (without UNMAP) as one store operation.

@@ -90,6 +90,20 @@ func (s *memStore) CompareAndWrite(off int64, cmp, data []byte, fua bool) (int, 
 	return 0, false, nil
 }
 
+// Allocation reports zero blocks as deallocated, others as mapped.
+func (s *memStore) Allocation(off, limit int64, unit int) (int64, bool, error) {
+	s.count("allocation")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	zero := func(p int64) bool { return bytes.Equal(s.data[p:p+int64(unit)], make([]byte, unit)) }
+	first := zero(off)
+	p := off + int64(unit)
+	for p < off+limit && zero(p) == first {
+		p += int64(unit)
+	}
+	return p, !first, nil
+}
+
 // memEngine completes requests inline.
 type memEngine struct{ s *memStore }
 
@@ -184,6 +198,13 @@ func TestStoreBackedDisk(t *testing.T) {
 	good(t, "unmap", s.run(lun, unmapCDB(24, false), 24, unmapParamList([2]uint64{16, 4})))
 	if !bytes.Equal(st.data[100*512:102*512], make([]byte, 1024)) || !bytes.Equal(st.data[16*512:20*512], make([]byte, 2048)) {
 		t.Fatal("discarded ranges do not read as zeros")
+	}
+
+	// GET LBA STATUS: blocks 16-19 were unmapped, 20-23 still hold data.
+	r = s.run(lun, getLBAStatus(16, 64), 64, nil)
+	good(t, "get lba status", r)
+	if ds := parseLBAStatus(t, r.data); len(ds) < 2 || ds[0] != (lbaDesc{16, 4, 1}) || ds[1].lba != 20 || ds[1].state != 0 {
+		t.Fatalf("GET LBA STATUS descriptors %+v", ds)
 	}
 
 	cur := append([]byte{}, st.data[20*512:22*512]...)

@@ -374,6 +374,9 @@ func getLBAStatusSlow(d *vdev, c *target.Command, m *medium) (outcome, scsi.Sens
 // extent returns the end (exclusive) of the run of blocks starting at lba
 // that share its provisioning state, from the file's data and holes.
 func (d *vdev) extent(m *medium, lba, nb uint64) (end uint64, deallocated bool, err error) {
+	if m.ext != nil && d.thin.Load() {
+		return d.storeExtent(m, lba, nb)
+	}
 	if !d.thin.Load() || m.file == nil || m.blockDev {
 		return nb, false, nil
 	}
