@@ -356,3 +356,34 @@ func TestCompareAndWriteAcrossNodes(t *testing.T) {
 		})
 	}
 }
+
+func TestAllocation(t *testing.T) {
+	c := connect(t)
+	name := newImage(t, "16M")
+	im := open(t, c, name, ImageOptions{})
+	if err := im.WriteAt(pattern(1<<20, 3), 1<<20, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Discard(1<<20+8192, 4096); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		off, limit int64
+		end        int64
+		allocated  bool
+	}{
+		{0, 16 << 20, 1 << 20, false},
+		{1 << 20, 16 << 20, 1<<20 + 8192, true},
+		{1<<20 + 8192, 16 << 20, 1<<20 + 12288, false},
+		{1<<20 + 12288, 16 << 20, 2 << 20, true},
+		{2 << 20, 14 << 20, 16 << 20, false},
+		{1 << 20, 4096, 1<<20 + 4096, true},
+		{1<<20 + 8192 + 512, 16 << 20, 1<<20 + 12288, false},
+	}
+	for _, tc := range tests {
+		end, allocated, err := im.Allocation(tc.off, tc.limit, 512)
+		if err != nil || end != tc.end || allocated != tc.allocated {
+			t.Errorf("Allocation(%d, %d) = %d, %v, %v; want %d, %v", tc.off, tc.limit, end, allocated, err, tc.end, tc.allocated)
+		}
+	}
+}
