@@ -1,0 +1,239 @@
+package conformance
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// targetIQN is the target every daemon of this package serves.
+const targetIQN = "iqn.2026-11.org.scstd:conformance"
+
+// device is one vdisk device of the daemon's scst.conf.
+type device struct {
+	Name      string
+	Path      string
+	Size      int64  // the image is created sparse with this size when missing
+	Flags     string // scst.conf options, e.g. "READ_ONLY" or "BLOCKIO|REMOVABLE"
+	BlockSize int
+}
+
+// daemonConfig is one daemon: its devices on LUN 0, 1, ... in order, and
+// the initiator names allowed to see them (a security group); nil
+// Initiators maps the LUNs in the Default group instead.
+type daemonConfig struct {
+	Dir        string
+	Devices    []device
+	Initiators []string
+}
+
+// daemon is a running scstd started by a test; it is stopped by PID only.
+type daemon struct {
+	t      testing.TB
+	cfg    daemonConfig
+	cmd    *exec.Cmd
+	Addr   string
+	log    *lockedBuffer
+	exited chan struct{}
+	err    error
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening addr="?([0-9.]+:[0-9]+)`)
+
+// writeConfigs writes iscsi-scstd.conf and scst.conf (spec §4.6 syntax).
+func writeConfigs(t testing.TB, cfg daemonConfig) (iscsiConf, scstConf string) {
+	t.Helper()
+	var sc strings.Builder
+	sc.WriteString("[HANDLER vdisk]\n")
+	for _, d := range cfg.Devices {
+		fmt.Fprintf(&sc, "DEVICE %s,%s,%s,%d,%s\n", d.Name, d.Path, d.Flags, d.BlockSize, d.Name)
+	}
+	group := "Default"
+	sc.WriteString("\n[GROUP Default]\n")
+	if cfg.Initiators != nil {
+		group = "conformance"
+		sc.WriteString("\n[GROUP conformance]\n")
+		for _, n := range cfg.Initiators {
+			fmt.Fprintf(&sc, "USER %s\n", n)
+		}
+	}
+	fmt.Fprintf(&sc, "\n[ASSIGNMENT %s]\n", group)
+	for i, d := range cfg.Devices {
+		fmt.Fprintf(&sc, "DEVICE %s,%d\n", d.Name, i)
+	}
+	iscsiConf = filepath.Join(cfg.Dir, "iscsi-scstd.conf")
+	scstConf = filepath.Join(cfg.Dir, "scst.conf")
+	for p, s := range map[string]string{iscsiConf: "Target " + targetIQN + "\n", scstConf: sc.String()} {
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return iscsiConf, scstConf
+}
+
+// startDaemon creates missing images, starts scstd -f on a free port of
+// 127.0.0.1 and waits until it listens. The test's cleanup stops it.
+func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
+	t.Helper()
+	for _, d := range cfg.Devices {
+		if _, err := os.Stat(d.Path); err == nil {
+			continue
+		}
+		f, err := os.OpenFile(d.Path, os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(d.Size); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	iscsiConf, scstConf := writeConfigs(t, cfg)
+	args := []string{"-f", "-a", "127.0.0.1", "-p", "0", "-d", "info",
+		"-c", iscsiConf, "--scst-config", scstConf,
+		"--state-dir", filepath.Join(cfg.Dir, "state"),
+		"--initiators-allow", filepath.Join(cfg.Dir, "initiators.allow"),
+		"--initiators-deny", filepath.Join(cfg.Dir, "initiators.deny"),
+		"--shutdown-timeout", "20s", "--no-mount"}
+	if os.Geteuid() == 0 {
+		args = append(args, "-u", "0", "-g", "0") // keep access to the images
+	}
+	d := &daemon{t: t, cfg: cfg, log: &lockedBuffer{}, exited: make(chan struct{})}
+	d.cmd = exec.Command(testEnv.bin, args...)
+	d.cmd.Stdout = d.log
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start daemon: %v", err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			d.log.Write([]byte(line + "\n"))
+			if m := listeningRE.FindStringSubmatch(line); m != nil && !sent {
+				addr <- m[1]
+				sent = true
+			}
+		}
+		_, _ = io.Copy(d.log, stderr)
+		d.err = d.cmd.Wait()
+		close(d.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			d.Stop()
+		}
+		if t.Failed() {
+			t.Logf("daemon log (%s):\n%s", cfg.Dir, tail(d.log.String(), 80))
+		}
+	})
+	select {
+	case d.Addr = <-addr:
+	case <-d.exited:
+		t.Fatalf("daemon exited during startup (%v):\n%s", d.err, tail(d.log.String(), 30))
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon did not listen within 30 s")
+	}
+	return d
+}
+
+// Stop sends SIGTERM and waits (killing after 30 s, a test failure); it
+// reports whether the daemon exited with status 0.
+func (d *daemon) Stop() bool {
+	d.t.Helper()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		d.t.Errorf("daemon did not exit within 30 s of SIGTERM; killed")
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+		return false
+	}
+	return d.err == nil
+}
+
+// URL is the libiscsi URL of a LUN.
+func (d *daemon) URL(lun int) string {
+	return fmt.Sprintf("iscsi://%s/%s/%d", d.Addr, targetIQN, lun)
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// requireTools fails the test when a tool is missing.
+func requireTools(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			t.Fatalf("%s not found: install the conformance tools with\n  apt-get install -y libiscsi-bin bc", n)
+		}
+	}
+}
+
+// runTool runs a command bounded by timeout; it returns the combined output.
+func runTool(t testing.TB, timeout time.Duration, env []string, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Cancel = func() error { return cmd.Process.Kill() }
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%s timed out after %v: %w", name, timeout, ctx.Err())
+	}
+	return string(out), err
+}
+
+// sharedConformance is ../shared/conformance/<name> beside the clone; CI
+// checks shared/ out there, and without it the run cannot happen at all.
+func sharedConformance(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(testEnv.repoRoot, "..", "shared", "conformance", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is missing: the shared conformance material must be checked out at ../shared beside the repository (%v)", p, err)
+	}
+	return p
+}
