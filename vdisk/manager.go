@@ -38,6 +38,9 @@ type ManagerOptions struct {
 	// Stores opens the FILE paths that name library-backed stores (Ceph
 	// RBD images); nil: every FILE is a file or block device.
 	Stores StoreOpener
+	// Ports, when set, is this node's ALUA identity among several nodes
+	// exporting the same LUs (alua.go); nil: a single-node target.
+	Ports *PortIdentity
 }
 
 // Manager creates and removes vdisk/vcdrom devices in a target.Core. It keeps

@@ -61,6 +61,7 @@ func (d *vdev) stdInquiry(b []byte) int {
 	}
 	b[2] = 0x06 // SPC-4
 	b[3] = 0x12 // HISUP, response data format 2
+	b[5] |= d.tpgs()
 	b[4] = n - 5
 	b[7] = 0x02 // CMDQUE
 	copyPadded(b[8:16], d.vendor)
@@ -170,7 +171,7 @@ func (d *vdev) deviceIDs(b []byte) int {
 	p[1] = 0x03 // association: logical unit; type: NAA
 	p[3] = 8
 	binary.BigEndian.PutUint64(p[4:], 3<<60|h.Sum64()&(1<<60-1))
-	return n + 12
+	return n + 12 + d.portDesignators(b[n+12:])
 }
 
 // --- START STOP UNIT / PREVENT ALLOW MEDIUM REMOVAL ---

@@ -50,6 +50,9 @@ func (t *opTable) addSPC() {
 	t.add(&opEntry{name: "REPORT SUPPORTED OPERATION CODES", op: scsi.OpMaintenanceIn, sa: scsi.SAReportSupportedOpcodes,
 		hasSA: true, cdbLen: 12, usage: usage(0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0),
 		timeout: toFast, exec: execReportOpcodes})
+	t.add(&opEntry{name: "REPORT TARGET PORT GROUPS", op: scsi.OpMaintenanceIn, sa: scsi.SAReportTargetPortGroups,
+		hasSA: true, cdbLen: 12, usage: usage(0xa3, 0xea, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0),
+		timeout: toFast, exec: execReportTargetPortGroups, avail: hasPortGroups})
 	// Commands the core executes before a handler sees them (REQUEST
 	// SENSE, REPORT LUNS, reservations) are listed from the core's own
 	// description so that the two cannot drift apart.
