@@ -49,6 +49,7 @@ type options struct {
 	LogFile        string
 	ShutdownGrace  string
 	Ceph           cephOptions // RBD LUNs (ceph.go)
+	ALUA           aluaOptions // multi-node LUs (alua.go)
 }
 
 // listenAddr is the host:port the iSCSI listener binds.
@@ -108,6 +109,9 @@ func optionsFrom(c *cli.Context) (*options, error) {
 	if o.Ceph, err = cephOptionsFrom(c); err != nil {
 		return nil, err
 	}
+	if o.ALUA, err = aluaOptionsFrom(c); err != nil {
+		return nil, err
+	}
 	if o.Port < 0 || o.Port > 65535 {
 		return nil, fmt.Errorf("port %d out of range", o.Port)
 	}
@@ -156,7 +160,7 @@ func newApp(stdout, stderr io.Writer, run func(*options) error) *cli.App {
 			&cli.StringFlag{Name: "demo", Usage: "demo mode: create `DIR`/disk0.img (1 GiB, sparse) and DIR's config files if missing, then serve them"},
 			&cli.StringFlag{Name: "log-file", Usage: "append the log to `FILE` (in the background the log is discarded without it)"},
 			&cli.StringFlag{Name: "shutdown-timeout", Value: defaultShutdownGrace, Usage: "on SIGINT/SIGTERM, wait this long for in-flight commands before aborting them"},
-		}, cephFlags()...),
+		}, append(cephFlags(), aluaFlags()...)...),
 		Action: func(c *cli.Context) error {
 			if c.Bool("version") {
 				fmt.Fprintf(stdout, "%s\nscstd %s\n", SCSTVersion, Version)

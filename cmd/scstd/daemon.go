@@ -82,7 +82,7 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 	defer closeCeph()
 	vm := vdisk.NewManager(core, vdisk.ManagerOptions{
 		Log: log.WithField("component", "vdisk"), StateDir: o.StateDir,
-		VdiskID: uint32(tun.Param(target.ParamVdiskID)), Stores: stores,
+		VdiskID: uint32(tun.Param(target.ParamVdiskID)), Stores: stores, Ports: o.ALUA.identity(),
 	})
 	srv := iscsi.NewServer(iscsi.Options{
 		Core: core, Config: cfg, Log: log.WithField("component", "iscsi"),
