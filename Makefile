@@ -66,8 +66,10 @@ unit:
 e2e:
 	$(GO) test -count=1 -p 1 -v -timeout $(E2E_TIMEOUT) ./test/...
 
+# scstd against tgt on loopback (scripts/bench.sh; BENCH_MODE=single|multi|direct|go|all, default
+# single; BENCH_SECS, BENCH_RUNS); BENCH_MODE=go runs the data-path Go benchmarks only.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v '/test/')
+	scripts/bench.sh $(if $(BENCH_MODE),-m $(BENCH_MODE))
 
 # Runs each FuzzXxx of each package for FUZZTIME; stops at the first crasher (left in testdata/fuzz).
 fuzz:

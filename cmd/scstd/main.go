@@ -56,6 +56,7 @@ func start(o *options, stdout, stderr io.Writer) error {
 		out = f
 	}
 	log := newLogger(out, o.LogLevel)
+	defer startProfiling(log)()
 	if err := serve(context.Background(), o, log, n); err != nil {
 		return err
 	}
