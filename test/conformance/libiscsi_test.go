@@ -128,7 +128,8 @@ func TestLibiscsiConformance(t *testing.T) {
 			t.Errorf("%s: tgt passes it, scstd: %q", id, got[id])
 		}
 	}
-	total := summarize(t, inventory, got, tgt, elapsed)
+	total, table := summarize(t, inventory, got, tgt, elapsed)
+	keepResults(t, dir, inventory, got, table)
 	if total[vPass] < 200 || total[vFail] != 0 || total[vNotrun] != 0 {
 		t.Errorf("pass=%d fail=%d notrun=%d: want >= 200 passing, none failing or unrun",
 			total[vPass], total[vFail], total[vNotrun])
@@ -222,8 +223,8 @@ func otherSuites(inventory []testID) []string {
 }
 
 // summarize prints the per-suite table (t.Log and stdout, for the CI log)
-// next to tgt's published run, and returns the totals.
-func summarize(t *testing.T, inventory []testID, got, tgt map[testID]string, elapsed time.Duration) map[string]int {
+// next to tgt's published run, and returns the totals and the table.
+func summarize(t *testing.T, inventory []testID, got, tgt map[testID]string, elapsed time.Duration) (map[string]int, string) {
 	t.Helper()
 	type row struct {
 		suite string
@@ -266,7 +267,42 @@ func summarize(t *testing.T, inventory []testID, got, tgt map[testID]string, ela
 		len(inventory), total[vPass], total[vFail], total[vSkip], total[vNotrun], elapsed.Round(time.Second))
 	t.Log("\n" + b.String())
 	fmt.Print(b.String())
-	return total
+	return total, b.String()
+}
+
+// keepResults copies the harness results (and the merged verdicts as one
+// tests.tsv) to $SCSTD_CONFORMANCE_OUT when it is set, for CI artifacts
+// and docs/conformance.md; go test shows a passing package's output only
+// with -v.
+func keepResults(t *testing.T, dir string, inventory []testID, got map[testID]string, table string) {
+	t.Helper()
+	out := os.Getenv("SCSTD_CONFORMANCE_OUT")
+	if out == "" {
+		return
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, id := range inventory {
+		v, ok := got[id]
+		if !ok {
+			v = vNotrun
+		}
+		fmt.Fprintf(&b, "%s\t%s\t%s\t%s\n", id.Family, id.Suite, id.Test, v)
+	}
+	for name, data := range map[string]string{"tests.tsv": b.String(), "summary.txt": table} {
+		if err := os.WriteFile(filepath.Join(out, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range suiteRuns() {
+		src := filepath.Join(dir, "results-"+r.name)
+		if err := os.CopyFS(filepath.Join(out, r.name), os.DirFS(src)); err != nil {
+			t.Errorf("keeping %s: %v", src, err)
+		}
+	}
+	t.Logf("results kept in %s", out)
 }
 
 // testLog extracts one test's lines from a suite log for a failure message.
