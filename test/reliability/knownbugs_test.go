@@ -79,7 +79,7 @@ func TestUnreadResponsesBoundMemory(t *testing.T) {
 			}
 			peak = max(peak, d.RSSKiB())
 			t.Logf("%d unread 64 KiB READs sent (blocked: %v); daemon RSS %d KiB -> peak %d KiB", sent, blocked, rssStart, peak)
-			if peak-rssStart > rssBoundKiB {
+			if peak-rssStart > rssBoundKiB && !testEnv.race {
 				t.Errorf("daemon RSS grew %d KiB buffering responses nobody reads (bound %d KiB)", peak-rssStart, rssBoundKiB)
 			}
 			c.Close()
