@@ -3,6 +3,7 @@ package vdisk
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/scstd/scstd/target"
@@ -493,5 +494,53 @@ func TestReportSupportedOpcodes(t *testing.T) {
 			t.Fatalf("unsupported support field %#x", r.data[1])
 		}
 		expect(t, "bad reporting options", s.run(lun, rsoc(false, 5, 0, 0, 512), 512, nil), scsi.SenseIllegalRequest, scsi.ASCInvalidFieldInCDB)
+	}
+}
+
+// A TARGET COLD RESET returns current mode parameters to their saved
+// values (SAM-5 6.3.2 hard reset); a warm reset leaves them.
+func TestColdResetRestoresSavedModeParameters(t *testing.T) {
+	tests := []struct {
+		fn      target.TMF
+		reverts bool
+	}{
+		{target.TMFTargetWarmReset, false},
+		{target.TMFTargetColdReset, true},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("tmf %d", tc.fn), func(t *testing.T) {
+			h := newHarness(t, ManagerOptions{StateDir: t.TempDir()})
+			lun, _ := h.disk("d", 4096*512, 512, Flags{})
+			a := h.session("iqn.a")
+			a.clearUA(lun)
+			ctl := func(pc byte) []byte {
+				r := a.run(lun, modeSense6(pc, 0x0a, 0, true, 255), 255, nil)
+				good(t, "mode sense", r)
+				return append([]byte(nil), modeSensePage(r.data, 0x0a)...)
+			}
+			// Saved: SWP off. Current: SWP and D_SENSE on, not saved.
+			page := ctl(0)
+			page[2] |= 0x04
+			page[4] |= 0x08
+			l := modeSelectList(page)
+			good(t, "mode select", a.run(lun, modeSelect6(true, false, byte(len(l))), uint32(len(l)), l))
+			if r := a.s.TaskMgmt(tc.fn, 0, 0); r != target.TMFComplete {
+				t.Fatalf("TMF %d: %d", tc.fn, r)
+			}
+			a.clearUA(lun)
+			cur := ctl(0)
+			if got := cur[4]&0x08 == 0 && cur[2]&0x04 == 0; got != tc.reverts {
+				t.Fatalf("after TMF %d: control page %x, reverted=%v want %v", tc.fn, cur, got, tc.reverts)
+			}
+			w := a.run(lun, cdb10(scsi.OpWrite10, 0, 1, 0), 512, make([]byte, 512))
+			if tc.reverts {
+				good(t, "write after cold reset", w)
+				if r := a.run(lun, cdb16(scsi.OpRead16, ^uint64(0), 1, 0), 512, nil); r.desc {
+					t.Fatal("sense still in descriptor format after cold reset")
+				}
+			} else {
+				expect(t, "write after warm reset", w, scsi.SenseDataProtect, scsi.ASCWriteProtected)
+			}
+		})
 	}
 }
