@@ -237,6 +237,7 @@ func (d *vdev) Reset() {
 	clear(d.preventers)
 	d.prevent.Store(false)
 	d.mu.Unlock()
+	d.notifyPeersReset()
 }
 
 // HardReset implements target.HardResetHandler: after a TARGET COLD RESET

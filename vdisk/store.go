@@ -37,6 +37,19 @@ type Store interface {
 	Allocation(off, limit int64, unit int) (end int64, allocated bool, err error)
 }
 
+// PeerNotifier is implemented by stores several nodes serve at once (an
+// RBD image exported by two daemons): a LUN reset on one node raises a
+// unit attention on the other nodes' devices, as it does for every other
+// I_T nexus of a single-node LU.
+type PeerNotifier interface {
+	// WatchPeers starts delivering the other nodes' resets to onReset;
+	// onError reports a broken watch.
+	WatchPeers(onReset func(), onError func(error)) error
+	// NotifyPeersReset announces a reset of this node's device; it does
+	// not wait for the other nodes.
+	NotifyPeersReset()
+}
+
 // StoreOpener opens the stores whose FILE argument it recognises, such as
 // /rbd/POOL/IMAGE. ok is false for a path that is not its own (a file).
 type StoreOpener interface {
@@ -59,6 +72,13 @@ func (m *Manager) openBacking(v *vdev, path string, f Flags) (*medium, error) {
 			}
 			med := &medium{path: path, ext: s, eng: s.Engine()}
 			med.nblocks.Store(uint64(size) >> v.shift)
+			if pn, ok := s.(PeerNotifier); ok {
+				err := pn.WatchPeers(func() { v.hooks.RaiseUA(scsi.ASCBusDeviceResetFunctionOccurred) },
+					func(err error) { v.log.WithError(err).Warn("resets of other nodes may be missed") })
+				if err != nil {
+					v.log.WithError(err).Warn("resets of other nodes will not be reported")
+				}
+			}
 			return med, nil
 		}
 	}
@@ -70,6 +90,15 @@ func (m *Manager) openBacking(v *vdev, path string, f Flags) (*medium, error) {
 func (v *vdev) setStoreThin(m *medium) (thin, lbprz bool) {
 	thin = v.thinMode != ThinOff && !v.flags.ReadOnly
 	return thin, thin
+}
+
+// notifyPeersReset tells the other nodes of a shared store about a reset.
+func (d *vdev) notifyPeersReset() {
+	if m := d.med.Load(); m != nil {
+		if pn, ok := m.ext.(PeerNotifier); ok {
+			pn.NotifyPeersReset()
+		}
+	}
 }
 
 // resyncStore reads a store's size again (resync_size after rbd resize).

@@ -293,3 +293,67 @@ func TestStoreOpenerPaths(t *testing.T) {
 		})
 	}
 }
+
+// sharedMem is a memStore served by several nodes, each node's view
+// announcing resets to the others.
+type sharedMem struct {
+	*memStore
+	hub     *resetHub
+	onReset func()
+}
+
+type resetHub struct {
+	mu    sync.Mutex
+	nodes []*sharedMem
+}
+
+func (s *sharedMem) WatchPeers(onReset func(), onError func(error)) error {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	s.onReset = onReset
+	s.hub.nodes = append(s.hub.nodes, s)
+	return nil
+}
+
+func (s *sharedMem) NotifyPeersReset() {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	for _, n := range s.hub.nodes {
+		if n != s {
+			n.onReset()
+		}
+	}
+}
+
+type sharedOpener struct{ s *sharedMem }
+
+func (o sharedOpener) OpenStore(path string, readOnly bool) (Store, bool, error) {
+	return o.s, true, nil
+}
+
+// TestStorePeerReset: a LUN reset of a device on one node raises BUS
+// DEVICE RESET FUNCTION OCCURRED on the other node's device of the same
+// store, and not again on its own.
+func TestStorePeerReset(t *testing.T) {
+	mem := &memStore{data: make([]byte, 1<<20), calls: map[string]int{}}
+	hub := &resetHub{}
+	var nodes [2]*harness
+	var sess [2]*sess
+	for i := range nodes {
+		nodes[i] = newHarness(t, ManagerOptions{Stores: sharedOpener{&sharedMem{memStore: mem, hub: hub}}})
+		if err := nodes[i].m.Open("r", "/mem/shared", 512, Flags{}); err != nil {
+			t.Fatal(err)
+		}
+		nodes[i].mapLUN("r", false)
+		sess[i] = nodes[i].session("iqn.init")
+		sess[i].clearUA(0)
+	}
+	v, err := nodes[0].m.lookup("r", scsi.TypeDisk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Reset()
+	expect(t, "node B after node A's reset", sess[1].run(0, tur(), 0, nil), scsi.SenseUnitAttention, scsi.ASCBusDeviceResetFunctionOccurred)
+	good(t, "node B once the UA is reported", sess[1].run(0, tur(), 0, nil))
+	good(t, "node A (its own reset is the core's business)", sess[0].run(0, tur(), 0, nil))
+}
