@@ -130,3 +130,31 @@ func TestNoAborterWaits(t *testing.T) {
 		t.Fatal("command not reported aborted")
 	}
 }
+
+// AbortRequested turns true for a running command once a TMF aborted it.
+func TestAbortRequested(t *testing.T) {
+	_, h, s := blockedSetup(t)
+	a, ra := newCmd(0, 1, Simple, tur()...)
+	s.Submit(a)
+	waitParked(t, h, 1)
+	if a.AbortRequested() {
+		t.Fatal("abort requested before any TMF")
+	}
+	done := make(chan TMFResponse, 1)
+	go func() { done <- s.TaskMgmt(TMFAbortTaskSet, rawLUN(0), 0) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !a.AbortRequested() {
+		if time.Now().After(deadline) {
+			t.Fatal("AbortRequested still false after ABORT TASK SET")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.release(t, 1)
+	if r := <-done; r != TMFComplete {
+		t.Fatalf("response %d", r)
+	}
+	<-ra.done
+	if !ra.aborted {
+		t.Fatal("not reported aborted")
+	}
+}

@@ -128,6 +128,20 @@ type Aborter interface {
 	Abort(c *Command)
 }
 
+// AbortRequested reports whether c, which the handler is executing, has
+// been aborted. An Aborter that registers a command for Abort only after
+// Exec started checks it once registered: an abort that came before found
+// nothing to end.
+func (c *Command) AbortRequested() bool {
+	nx := c.core.nx
+	if nx == nil {
+		return false
+	}
+	nx.mu.Lock()
+	defer nx.mu.Unlock()
+	return c.core.aborted
+}
+
 // abortTasks is abortAll with the handler told about the running victims.
 func (nx *nexus) abortTasks(match func(*Command) bool) bool {
 	found := nx.abortMark(match)

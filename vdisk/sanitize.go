@@ -115,6 +115,19 @@ func execSanitize(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 	d.sanitizeCmd = c
 	d.sanitizeMu.Unlock()
 	d.slow.submit(t)
+	if c.AbortRequested() {
+		// Aborted before Abort could find it: end it here, unless Abort
+		// or the job got to it meanwhile.
+		d.sanitizeMu.Lock()
+		mine := d.sanitizeCmd == c
+		if mine {
+			d.sanitizeCmd = nil
+		}
+		d.sanitizeMu.Unlock()
+		if mine {
+			return done, scsi.Sense{}
+		}
+	}
 	return pending, scsi.Sense{}
 }
 
