@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -79,7 +81,14 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 	if err != nil {
 		return err
 	}
-	defer closeCeph()
+	// devicesStuck: some device did not close in time (see closeDevices);
+	// its backing store may still be in use, so the cluster connection stays.
+	devicesStuck := false
+	defer func() {
+		if !devicesStuck {
+			closeCeph()
+		}
+	}()
 	vm := vdisk.NewManager(core, vdisk.ManagerOptions{
 		Log: log.WithField("component", "vdisk"), StateDir: o.StateDir,
 		VdiskID: uint32(tun.Param(target.ParamVdiskID)), Stores: stores, Ports: o.ALUA.identity(),
@@ -90,8 +99,16 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 	})
 	svc := &services{Core: core, Tunables: tun, Vdisk: vm, ISCSI: srv, Log: log}
 	// Devices are flushed and closed on every exit path, including failed
-	// starts, so that no write-back data is left behind.
-	defer closeDevices(svc)
+	// starts, so that no write-back data is left behind; a device whose
+	// backing store hangs is given up after the shutdown timeout.
+	defer func() {
+		if cerr := closeDevices(svc, grace); cerr != nil {
+			devicesStuck = true
+			if err == nil {
+				err = cerr
+			}
+		}
+	}()
 
 	if o.SCSTConfig != "" {
 		if err := applySCSTConfig(sigCtx, o.SCSTConfig, svc); err != nil {
@@ -165,8 +182,17 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		log.WithError(err).Warn("iSCSI shutdown")
+	// Shutdown aborts what is left when sctx expires; should it still not
+	// return (a command stuck in a hung backing store), go on regardless.
+	shutErr := make(chan error, 1)
+	go func() { shutErr <- srv.Shutdown(sctx) }()
+	select {
+	case err := <-shutErr:
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			log.WithError(err).Warn("iSCSI shutdown")
+		}
+	case <-time.After(grace + time.Second):
+		log.Warn("iSCSI shutdown still busy after the shutdown timeout; closing devices anyway")
 	}
 	if runErr != nil {
 		return fmt.Errorf("serve: %w", runErr)
@@ -198,18 +224,54 @@ func loadISCSIConfig(path string, explicit bool, log *logrus.Entry) (*config.Fil
 }
 
 // closeDevices flushes and closes every virtual device. vdisk's Close
-// writes back what the page cache holds before the file is closed.
-func closeDevices(s *services) {
+// writes back what the page cache holds before the file is closed, and
+// waits for the commands still inside the device. A backing store that
+// hangs (dead NFS server, failing disk) would make that wait endless, so
+// closeDevices gives up after timeout and reports the devices left open;
+// the process can exit all the same.
+func closeDevices(s *services, timeout time.Duration) error {
+	type dev struct {
+		name  string
+		cdrom bool
+	}
+	var devs []dev
 	for _, d := range s.Vdisk.Disks() {
-		if err := s.Vdisk.Close(d.Name); err != nil {
-			s.Log.WithError(err).WithField("device", d.Name).Error("close device")
-		}
+		devs = append(devs, dev{name: d.Name})
 	}
 	for _, d := range s.Vdisk.CDROMs() {
-		if err := s.Vdisk.CloseCDROM(d.Name); err != nil {
-			s.Log.WithError(err).WithField("device", d.Name).Error("close cdrom")
-		}
+		devs = append(devs, dev{name: d.Name, cdrom: true})
 	}
+	if len(devs) == 0 {
+		return nil
+	}
+	var closed atomic.Int32 // devices done, in order
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, d := range devs {
+			var err error
+			if d.cdrom {
+				err = s.Vdisk.CloseCDROM(d.name)
+			} else {
+				err = s.Vdisk.Close(d.name)
+			}
+			if err != nil {
+				s.Log.WithError(err).WithField("device", d.name).Error("close device")
+			}
+			closed.Add(1)
+		}
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(timeout):
+	}
+	var open []string
+	for _, d := range devs[closed.Load():] {
+		open = append(open, d.name)
+	}
+	s.Log.WithField("devices", strings.Join(open, ",")).Error("devices still busy after the shutdown timeout; exiting without closing them")
+	return fmt.Errorf("devices still busy after %v: %s", timeout, strings.Join(open, " "))
 }
 
 // prepareStateDir creates the persistent-state directories the core and
