@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -43,6 +44,11 @@ type Image struct {
 	// header object) and this opener's hold on it.
 	lockOID, cookie string
 	casMu           sync.Mutex
+	// id names the image's own objects; peers is the watch of
+	// WatchPeers, notifies counts NotifyPeersReset calls in flight.
+	id       string
+	peers    atomic.Pointer[peers]
+	notifies sync.WaitGroup
 }
 
 // Open opens pool/image. Close the image's Engine to close it.
@@ -72,8 +78,10 @@ func (c *Conn) Open(pool, image string, o ImageOptions) (*Image, error) {
 	}
 	var id [64]C.char
 	if C.rbd_get_id(im.img, &id[0], C.size_t(len(id))) == 0 {
-		im.lockOID = "rbd_header." + C.GoString(&id[0])
+		im.id = C.GoString(&id[0])
+		im.lockOID = "rbd_header." + im.id
 	} else {
+		im.id = image
 		im.lockOID = image + ".rbd" // format 1 header
 	}
 	var rnd [8]byte
@@ -97,6 +105,7 @@ func (c *Conn) Open(pool, image string, o ImageOptions) (*Image, error) {
 
 // closeImage releases librbd resources; the engine calls it once drained.
 func (im *Image) closeImage() error {
+	im.closeWatch()
 	var err error
 	if ret := C.rbd_flush(im.img); ret < 0 {
 		err = errnoErr("flush "+im.name, ret)

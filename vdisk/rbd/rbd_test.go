@@ -387,3 +387,41 @@ func TestAllocation(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerReset: a LUN reset announced by one node reaches every other
+// node serving the image, not the announcer itself.
+func TestPeerReset(t *testing.T) {
+	name := newImage(t, "8M")
+	const nodes = 3
+	ims := make([]*Image, nodes)
+	got := make([]chan struct{}, nodes)
+	for i := range ims {
+		ims[i] = open(t, connect(t), name, ImageOptions{})
+		got[i] = make(chan struct{}, 4)
+		ch := got[i]
+		if err := ims[i].WatchPeers(func() { ch <- struct{}{} }, func(err error) { t.Errorf("watch error: %v", err) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ims[0].WatchPeers(func() {}, nil); err == nil {
+		t.Fatal("a second WatchPeers succeeded")
+	}
+	ims[1].NotifyPeersReset()
+	for _, i := range []int{0, 2} {
+		select {
+		case <-got[i]:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("node %d did not receive the reset", i)
+		}
+	}
+	// The others have acknowledged; the announcer's own watch has seen the
+	// notify by now too, and must have ignored it.
+	select {
+	case <-got[1]:
+		t.Fatal("the announcing node received its own reset")
+	case <-time.After(500 * time.Millisecond):
+	}
+	// Close with a notify still possibly running: no callback may reach a
+	// closed image.
+	ims[2].NotifyPeersReset()
+}
