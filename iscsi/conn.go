@@ -91,6 +91,8 @@ type conn struct {
 	iov     [][]byte
 	wbuf    net.Buffers
 	rspTO   time.Duration
+	// wdeadline is the write deadline last set on the socket.
+	wdeadline time.Time
 
 	// Task registry by ITT; the writer removes finished tasks.
 	tmu   sync.Mutex
@@ -539,7 +541,13 @@ func (c *conn) emitOut(o *outPDU) {
 
 func (c *conn) flush() {
 	if len(c.iov) > 0 && !c.dead {
-		c.nc.SetWriteDeadline(time.Now().Add(c.rspTO))
+		// A flush must finish within RspTimeout/2..RspTimeout: re-arming
+		// the deadline (a runtime timer update) only when half of it is
+		// used keeps it off the per-batch path.
+		if now := time.Now(); c.wdeadline.Sub(now) < c.rspTO/2 {
+			c.wdeadline = now.Add(c.rspTO)
+			c.nc.SetWriteDeadline(c.wdeadline)
+		}
 		// WriteTo consumes the slice it is called on; a field (not a local,
 		// which would escape) keeps the writev path allocation-free.
 		c.wbuf = c.iov
