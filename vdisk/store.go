@@ -45,8 +45,9 @@ type PeerNotifier interface {
 	// WatchPeers starts delivering the other nodes' resets to onReset;
 	// onError reports a broken watch.
 	WatchPeers(onReset func(), onError func(error)) error
-	// NotifyPeersReset announces a reset of this node's device; it does
-	// not wait for the other nodes.
+	// NotifyPeersReset announces a reset of this node's device and
+	// returns once the other nodes have raised their unit attention (or
+	// after a bounded wait for nodes that do not answer).
 	NotifyPeersReset()
 }
 

@@ -421,7 +421,13 @@ func TestPeerReset(t *testing.T) {
 		t.Fatal("the announcing node received its own reset")
 	case <-time.After(500 * time.Millisecond):
 	}
-	// Close with a notify still possibly running: no callback may reach a
-	// closed image.
+	// NotifyPeersReset returns once the others have taken note.
 	ims[2].NotifyPeersReset()
+	for _, i := range []int{0, 1} {
+		select {
+		case <-got[i]:
+		default:
+			t.Fatalf("node %d had not taken note of the reset when NotifyPeersReset returned", i)
+		}
+	}
 }

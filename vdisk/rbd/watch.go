@@ -5,6 +5,7 @@ package rbd
 /*
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <rados/librados.h>
 
 void scstd_watch_cb(void *arg, uint64_t notify_id, uint64_t cookie, uint64_t notifier_id, void *data, size_t len);
@@ -77,27 +78,27 @@ func (im *Image) WatchPeers(onReset func(), onError func(error)) error {
 	return nil
 }
 
-// NotifyPeersReset tells the other nodes that this node reset the LU. It
-// returns at once; the notify completes in the background.
+// NotifyPeersReset tells the other nodes that this node reset the LU and
+// returns once every node has raised its unit attention (each acknowledges
+// after that), so that the initiator sees the attention on every path once
+// the reset completed; a node that does not answer is waited for at most
+// notifyTimeout.
 func (im *Image) NotifyPeersReset() {
 	p := im.peers.Load()
 	if p == nil {
 		return
 	}
-	msg := resetMsg + im.cookie
 	// closeWatch waits for the notify before the ioctx goes away.
 	im.notifies.Add(1)
-	go func() {
-		defer im.notifies.Done()
-		cmsg := C.CString(msg)
-		defer C.free(unsafe.Pointer(cmsg))
-		var reply *C.char
-		var n C.size_t
-		C.rados_notify2(im.ioctx, p.oid, cmsg, C.int(len(msg)), C.uint64_t(notifyTimeout/time.Millisecond), &reply, &n)
-		if reply != nil {
-			C.rados_buffer_free(reply)
-		}
-	}()
+	defer im.notifies.Done()
+	cmsg := C.CString(resetMsg + im.cookie)
+	defer C.free(unsafe.Pointer(cmsg))
+	var reply *C.char
+	var n C.size_t
+	C.rados_notify2(im.ioctx, p.oid, cmsg, C.int(C.strlen(cmsg)), C.uint64_t(notifyTimeout/time.Millisecond), &reply, &n)
+	if reply != nil {
+		C.rados_buffer_free(reply)
+	}
 }
 
 // closeWatch ends the watch before the image's ioctx goes away.
@@ -123,14 +124,13 @@ func scstdWatchNotify(arg unsafe.Pointer, notifyID, cookie C.uint64_t, data unsa
 	if p == nil {
 		return
 	}
-	// Acknowledge first: the notifier waits for every watcher.
-	C.rados_notify_ack(im.ioctx, p.oid, notifyID, cookie, nil, 0)
+	// The notifier waits for every acknowledgement: raise the attention
+	// first, so that it is in place when the reset completes.
 	msg := C.GoBytes(data, C.int(n))
-	from, ok := bytes.CutPrefix(msg, []byte(resetMsg))
-	if !ok || string(from) == im.cookie {
-		return // not a reset, or this node's own
+	if from, ok := bytes.CutPrefix(msg, []byte(resetMsg)); ok && string(from) != im.cookie {
+		p.onReset()
 	}
-	p.onReset()
+	C.rados_notify_ack(im.ioctx, p.oid, notifyID, cookie, nil, 0)
 }
 
 //export scstdWatchError
