@@ -5,7 +5,7 @@
 #   -m MODES  comma-separated list of (default: single)
 #               single  one session, one 1 GiB file LUN on $BENCH_DIR (tmpfs): the metrics of
 #                       ../shared/conformance/perf-baseline.sh, run against scstd and tgt in
-#                       alternation (A B A B ...), BENCH_RUNS times each with -n 1
+#                       alternation (A B, B A, A B, ...), BENCH_RUNS times each with -n 1
 #               multi   4 concurrent sessions (4 initiator names) on 4 LUNs of one target
 #               direct  as single, with O_DIRECT LUNs on $BENCH_DIRECT_DIR (tmpfs has no O_DIRECT)
 #               go      the Go micro-benchmarks of the data path (allocations reported)
@@ -18,6 +18,8 @@
 #   BENCH_QUIET       seconds perf-baseline.sh waits for an idle CPU per run default 10
 #   BENCH_DIR         directory of the tmpfs LUN files                       default /dev/shm
 #   BENCH_DIRECT_DIR  directory of the O_DIRECT LUN files (a disk filesystem) default /var/tmp
+#                     (Linux >= 6.6 also accepts O_DIRECT on tmpfs, where it is buffered I/O:
+#                     BENCH_DIRECT_DIR=/dev/shm then compares the engines' CPU cost, not the disk)
 #   BENCH_MULTI_MB    size of each LUN in multi mode, MiB                    default 512
 # Both targets serve the SAME backing files (each target's LUN k is the same file), so the
 # media are identical by construction; only one target is exercised at a time.
@@ -131,10 +133,15 @@ qopts() {
   echo "driver=raw,file.driver=iscsi,file.transport=tcp,file.portal=127.0.0.1:$port,file.target=$iqn,file.lun=$lun,file.initiator-name=$3"
 }
 
-mklun() { # path MiB
+# mklun PATH MiB: a fully written file, so that neither target pays for first-touch
+# allocation (tmpfs pages, unwritten ext4 extents) that the other then gets for free.
+mklun() {
   rm -f "$1"
-  fallocate -l $(($2 * 1048576)) "$1" 2>/dev/null || truncate -s $(($2 * 1048576)) "$1"
+  dd if=/dev/zero of="$1" bs=1M count=$2 conv=fsync status=none || die "cannot write $1"
 }
+# order R: the targets of run R, alternating which goes first (A B, B A, A B, ...) so that a
+# drifting machine load does not favour one of them.
+order() { if [ $(($1 % 2)) = 1 ]; then echo scstd tgt; else echo tgt scstd; fi; }
 
 # --- result table ------------------------------------------------------------------------
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {if (NR) print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
@@ -165,7 +172,7 @@ perf_mode() {
   local res=$OUT/$name.results
   : > "$res"
   for r in $(seq $RUNS); do
-    for who in scstd tgt; do
+    for who in $(order $r); do
       local o=$OUT/$name/$who.$r
       mkdir -p "$OUT/$name"
       echo "bench: $name run $r/$RUNS: $who" >&2
@@ -229,7 +236,7 @@ multi_mode() {
   start_targets "$dir" 4 ""
   : > "$res"
   for r in $(seq $RUNS); do
-    for who in scstd tgt; do
+    for who in $(order $r); do
       echo "bench: multi run $r/$RUNS: $who" >&2
       for m in convert_to_lun convert_from_lun randread_4k_qd32_iscsiperf seqread_1m_qd8_iscsiperf \
                seqwrite_1m_qd8_qemubench seqwrite_4k_qd32_qemubench; do
