@@ -79,17 +79,21 @@ type daemonConfig struct {
 	Dir string
 	// Args are appended to the command line.
 	Args []string
+	// Mount mounts the control tree at <Dir>/mnt (root).
+	Mount bool
 }
 
 // daemon is one running scstd started by a test.
 type daemon struct {
-	t       testing.TB
-	cmd     *exec.Cmd
-	Addr    string
-	Dir     string
-	log     *lockedBuffer
-	exited  chan struct{}
-	waitErr error
+	t    testing.TB
+	cmd  *exec.Cmd
+	Addr string
+	Dir  string
+	// MountDir is the control tree ("" without daemonConfig.Mount).
+	MountDir string
+	log      *lockedBuffer
+	exited   chan struct{}
+	waitErr  error
 }
 
 type lockedBuffer struct {
@@ -135,13 +139,19 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		t.Fatal(err)
 	}
 	args := []string{"-f", "-a", "127.0.0.1", "-p", "0", "-d", "info", "-u", "0", "-g", "0",
-		"-c", iscsiConf, "--scst-config", scstConf, "--no-mount",
+		"-c", iscsiConf, "--scst-config", scstConf,
 		"--state-dir", filepath.Join(cfg.Dir, "state"),
 		"--initiators-allow", filepath.Join(cfg.Dir, "initiators.allow"),
 		"--initiators-deny", filepath.Join(cfg.Dir, "initiators.deny"),
 		"--shutdown-timeout", "20s", "--ceph-conf", testEnv.conf}
-	args = append(args, cfg.Args...)
 	d := &daemon{t: t, Dir: cfg.Dir, log: &lockedBuffer{}, exited: make(chan struct{})}
+	if cfg.Mount {
+		d.MountDir = filepath.Join(cfg.Dir, "mnt")
+		args = append(args, "--mount", d.MountDir)
+	} else {
+		args = append(args, "--no-mount")
+	}
+	args = append(args, cfg.Args...)
 	d.cmd = exec.Command(testEnv.bin, args...)
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
@@ -198,6 +208,16 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		t.Fatalf("daemon exited during startup (%v):\n%s", d.waitErr, tail(d.log.String(), 30))
 	case <-time.After(60 * time.Second):
 		t.Fatal("daemon did not listen within 60 s")
+	}
+	// The control tree is mounted after the listener opened.
+	for deadline := time.Now().Add(30 * time.Second); d.MountDir != ""; {
+		if _, err := os.Stat(filepath.Join(d.MountDir, "scsi_tgt", "vdisk", "vdisk")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("control tree not mounted at %s within 30 s", d.MountDir)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	return d
 }
