@@ -58,7 +58,9 @@ test:
 	@status=0; \
 	$(MAKE) --no-print-directory vet || status=1; \
 	$(GO) test -count=1 -timeout $(UNIT_TIMEOUT) $$($(GO) list ./... | grep -v '/test/') || status=1; \
-	$(GO) test -count=1 -p 1 -timeout $(E2E_TIMEOUT) ./test/... || status=1; \
+	rm -rf out/conformance; \
+	SCSTD_CONFORMANCE_OUT=$(CURDIR)/out/conformance $(GO) test -count=1 -p 1 -timeout $(E2E_TIMEOUT) ./test/... || status=1; \
+	if [ -f out/conformance/summary.txt ]; then echo "== libiscsi conformance summary"; cat out/conformance/summary.txt; fi; \
 	exit $$status
 
 unit:
