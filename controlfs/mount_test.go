@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/scstd/scstd/target"
+	"github.com/scstd/scstd/test/testenv"
 	"github.com/scstd/scstd/vdisk"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -193,11 +194,9 @@ func (w *writer) close() {
 
 func needFUSE(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("FUSE mount tests run as root")
-	}
+	testenv.NeedRoot(t, "a FUSE mount test")
 	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse")
+		testenv.Missing(t, "no /dev/fuse")
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scstd/scstd/test/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,7 +35,7 @@ func ensureTestUser(t *testing.T) (uint32, uint32) {
 	if err != nil {
 		out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", testUser).CombinedOutput()
 		if err != nil {
-			t.Skipf("useradd %s: %v: %s", testUser, err, out)
+			testenv.Missing(t, "useradd %s: %v: %s", testUser, err, out)
 		}
 		if u, err = user.Lookup(testUser); err != nil {
 			t.Fatal(err)
@@ -128,11 +129,7 @@ func asUser(cred *syscall.Credential, script string) (string, error) {
 
 func TestUnprivilegedDaemon(t *testing.T) {
 	needFUSE(t)
-	for _, tool := range []string{"setpriv", "useradd", "fusermount3"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testenv.NeedTools(t, "setpriv", "useradd", "fusermount3")
 	uid, gid := ensureTestUser(t)
 	bin := publicCopy(t)
 
@@ -286,9 +283,7 @@ func TestUnprivilegedDaemon(t *testing.T) {
 // owner can unmount with fusermount3.
 func TestMountOwnerDropped(t *testing.T) {
 	needFUSE(t)
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("setpriv not installed")
-	}
+	testenv.NeedTools(t, "setpriv")
 	uid, gid := ensureTestUser(t)
 	base, err := os.MkdirTemp("", "controlfs-owner-")
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/scstd/scstd/iscsi/config"
 	"github.com/scstd/scstd/iscsi/param"
 	"github.com/scstd/scstd/target"
+	"github.com/scstd/scstd/test/testenv"
 	"github.com/scstd/scstd/vdisk"
 	"github.com/sirupsen/logrus"
 )
@@ -78,11 +79,7 @@ func TestServe(t *testing.T) {
 
 // TestLibiscsi runs the libiscsi command line tools against the server.
 func TestLibiscsi(t *testing.T) {
-	for _, tool := range []string{"iscsi-ls", "iscsi-inq", "iscsi-test-cu"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testenv.NeedTools(t, "iscsi-ls", "iscsi-inq", "iscsi-test-cu")
 	if testing.Short() {
 		t.Skip("short")
 	}
@@ -114,9 +111,7 @@ func TestLibiscsi(t *testing.T) {
 		}
 	})
 	t.Run("header digest under load", func(t *testing.T) {
-		if _, err := exec.LookPath("iscsi-perf"); err != nil {
-			t.Skip("no iscsi-perf")
-		}
+		testenv.NeedTools(t, "iscsi-perf")
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "iscsi-perf", "-m", "32", "-b", "8", "-t", "3", url+"?header_digest=crc32c")

@@ -9,18 +9,15 @@ import (
 	"testing"
 
 	"github.com/scstd/scstd/target/scsi"
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // loopDevice attaches a loop block device to a new file of size bytes, or
 // skips the test when that is impossible (not root, no loop driver).
 func loopDevice(t *testing.T, size int64) string {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("loop devices need root")
-	}
-	if _, err := exec.LookPath("losetup"); err != nil {
-		t.Skip("losetup not installed")
-	}
+	testenv.NeedRoot(t, "a loop device")
+	testenv.NeedTools(t, "losetup")
 	img := filepath.Join(t.TempDir(), "loop.img")
 	if err := os.WriteFile(img, nil, 0o600); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/scstd/scstd/target/scsi"
+	"github.com/scstd/scstd/test/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -86,7 +87,7 @@ func TestThinProvisioning(t *testing.T) {
 	const nb = 4096 // 2 MiB of 512-byte blocks
 	lun, path := h.disk("d", nb*512, 512, Flags{})
 	if !h.m.Disks()[0].Thin {
-		t.Skip("the test file system cannot punch holes")
+		testenv.Missing(t, "the test file system cannot punch holes")
 	}
 	s := h.session("iqn.init")
 	s.clearUA(lun)
@@ -199,7 +200,7 @@ func TestUnmapParameterErrors(t *testing.T) {
 	const nb = 1024
 	lun, _ := h.disk("d", nb*512, 512, Flags{})
 	if !h.m.Disks()[0].Thin {
-		t.Skip("the test file system cannot punch holes")
+		testenv.Missing(t, "the test file system cannot punch holes")
 	}
 	s := h.session("iqn.init")
 	s.clearUA(lun)
@@ -439,7 +440,7 @@ func TestSetThinProvisioning(t *testing.T) {
 	h := newHarness(t, ManagerOptions{})
 	lun, _ := h.disk("d", 1024*512, 512, Flags{})
 	if !h.m.Disks()[0].Thin {
-		t.Skip("the test file system cannot punch holes")
+		testenv.Missing(t, "the test file system cannot punch holes")
 	}
 	s := h.session("iqn.init")
 	s.clearUA(lun)
