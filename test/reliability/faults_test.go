@@ -743,3 +743,94 @@ func TestLogoutWithCommandsInFlight(t *testing.T) {
 		t.Errorf("no write completed before any logout")
 	}
 }
+
+// corruptData encodes h with data using c's digests, then flips one bit of
+// the data segment (not of its digest): a payload damaged on the wire.
+func corruptData(c *iscsitest.Conn, h *pdu.BHS, data []byte, bit int) []byte {
+	b := encodePDU(c.Enc, h, nil, data)
+	hdr := pdu.BHSLen
+	if c.Answers["HeaderDigest"] == "CRC32C" {
+		hdr += pdu.DigestLen
+	}
+	b[hdr+bit/8%len(data)] ^= 1 << (bit % 8)
+	return b
+}
+
+// A payload damaged on the wire (data digest mismatch) must never reach
+// the disk: a WRITE whose immediate data or whose solicited Data-Out fails
+// the CRC32C data digest ends with a Reject and a failed command (or a
+// closed connection), never GOOD, and the blocks keep their content.
+func TestDataDigestErrorNeverWrites(t *testing.T) {
+	d := startDaemon(t, daemonConfig{TargetLines: []string{"HeaderDigest CRC32C", "DataDigest CRC32C"}})
+	check := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName("crc-check"), ISID: 0x400000001401})
+	fillRegion(t, check, 0, 41, 0, 64, 1)
+	outcomes := map[string]int{}
+	for round := 0; round < 40; round++ {
+		solicited := round%2 == 1
+		keys := unsolicitedKeys
+		if solicited {
+			keys = r2tKeys
+		}
+		c, err := dialLogin(d.Addr, iscsitest.Options{InitiatorName: initiatorName("crc"), ISID: 0x400000001402, HeaderDigest: true, DataDigest: true, Keys: keys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clearUA(t, c, 0)
+		lba := uint64(round % 56)
+		data := patternBlocks(41, lba, 8, 2)
+		itt := c.NextITT()
+		var h pdu.BHS
+		h.SetOpcode(pdu.OpSCSICmd, false)
+		h.SetFlags(pdu.FlagFinal | pdu.FlagWrite)
+		h.SetITT(itt)
+		h.SetEDTL(uint32(len(data)))
+		h.SetCmdSN(c.CmdSN)
+		h.SetExpStatSN(c.ExpStatSN)
+		copy(h.CDB(), write16(lba, 8, false))
+		c.CmdSN++
+		if !solicited {
+			if err := c.SendRaw(corruptData(c, &h, data, round*37)); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			if err := c.Send(&h, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			r2t, _, err := c.RecvSkipPings()
+			if err != nil || r2t.Opcode() != pdu.OpR2T {
+				t.Fatalf("round %d: want R2T: %v %v", round, r2t, err)
+			}
+			var o pdu.BHS
+			o.SetOpcode(pdu.OpDataOut, false)
+			o.SetFinal(true)
+			o.SetITT(itt)
+			o.SetTTT(r2t.TTT())
+			o.SetExpStatSN(c.ExpStatSN)
+			if err := c.SendRaw(corruptData(c, &o, data, round*37)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		outcome := ""
+		c.Timeout = 5 * time.Second
+		for outcome == "" {
+			rh, _, err := c.RecvSkipPings()
+			switch {
+			case err != nil:
+				outcome = "closed"
+			case rh.Opcode() == pdu.OpReject:
+				outcomes["reject"]++
+			case rh.Opcode() == pdu.OpSCSIResp && rh.ITT() == itt:
+				if rh.Status() == 0 && rh.Response() == 0 {
+					t.Fatalf("round %d: a WRITE with a corrupt payload got GOOD", round)
+				}
+				outcome = fmt.Sprintf("failed(status %#x)", rh.Status())
+			default:
+				t.Fatalf("round %d: unexpected %v", round, rh.Opcode())
+			}
+		}
+		outcomes[outcome]++
+		c.Close()
+		expectRegion(t, check, 0, 41, 0, 64, 1)
+	}
+	t.Logf("40 WRITEs with a corrupt payload (half immediate, half solicited): %v; the disk never changed", outcomes)
+}
