@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/scstd/scstd/iscsi/iscsitest"
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // targetIQN is the target every test daemon serves.
@@ -405,22 +406,22 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// requireTools fails the test when a tool is missing.
+// requireTools stops the test when a tool is missing.
+// Through testenv: it fails in CI and skips on a developer machine.
 func requireTools(t testing.TB, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {
-			t.Fatalf("%s not found: install the test tools with\n  apt-get install -y libiscsi-bin fuse3 util-linux strace", n)
+			testenv.Missing(t, "%s not found: install the test tools with apt-get install -y libiscsi-bin fuse3 util-linux", n)
 		}
 	}
 }
 
-// requireRoot fails tests that need root (mounts, other users).
+// requireRoot stops tests that need root (mounts, other users), through
+// testenv like requireTools.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this reliability test needs root (mounts, setpriv); run go test with sudo")
-	}
+	testenv.NeedRoot(t, "this reliability test (mounts, setpriv)")
 }
 
 // runTool runs an external command bounded by timeout; exit status != 0 is an error.
