@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/scstd/scstd/iscsi/iscsitest"
+	"github.com/scstd/scstd/iscsi/pdu"
 )
 
 // Session churn and idle connections: 8 workers log in, do a command and
@@ -198,5 +199,72 @@ func TestMaxSessionsAndQueueDepth(t *testing.T) {
 	}
 	if win := int64(c.MaxCmdSN) - int64(c.ExpCmdSN) + 1; win > 8 || win < 1 {
 		t.Errorf("command window %d (ExpCmdSN %d MaxCmdSN %d) with QueuedCommands 8", win, c.ExpCmdSN, c.MaxCmdSN)
+	}
+}
+
+// An initiator that sends 64 KiB READs with CmdSN running on and never
+// reads a response (so it never learns MaxCmdSN) is held to the command
+// window: commands past MaxCmdSN are dropped and the daemon's memory stays
+// bounded. The immediate variant is a known bug (knownbugs_test.go).
+func TestUnreadResponsesWindowed(t *testing.T) {
+	floodUnread(t, false)
+}
+
+// floodUnread sends up to 200,000 READs of 64 KiB for at most 5 s and never
+// reads the socket. The target must stop reading (TCP back-pressure) or
+// refuse commands (BUSY / TASK SET FULL) once a bounded number of responses
+// wait to be sent: RSS may not grow by more than 256 MiB, and another
+// session keeps working.
+func floodUnread(t *testing.T, immediate bool) {
+	const (
+		cmdBlocks     = 128 // 64 KiB per command
+		rssBoundKiB   = 256 << 10
+		maxCommands   = 200000
+		floodDuration = 5 * time.Second
+	)
+	d := startDaemon(t, daemonConfig{})
+	good := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName("flood-good"), ISID: 0x400000001001})
+	c := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName("flood"), ISID: 0x400000001002})
+	clearUA(t, c, 0)
+	rssStart := d.RSSKiB()
+	c.Timeout = 2 * time.Second // a blocked send is the back-pressure we want
+	deadline := time.Now().Add(floodDuration)
+	sent, peak := 0, int64(0)
+	blocked := false
+	for sent < maxCommands && time.Now().Before(deadline) {
+		var h pdu.BHS
+		h.SetOpcode(pdu.OpSCSICmd, immediate)
+		h.SetFlags(pdu.FlagFinal | pdu.FlagRead)
+		h.SetITT(c.NextITT())
+		h.SetEDTL(cmdBlocks * blockSize)
+		h.SetCmdSN(c.CmdSN)
+		if !immediate {
+			c.CmdSN++
+		}
+		copy(h.CDB(), read16(uint64(sent%4096), cmdBlocks))
+		if err := c.Send(&h, nil, nil); err != nil {
+			if isTimeout(err) {
+				blocked = true
+				break
+			}
+			t.Fatalf("send %d: %v", sent, err)
+		}
+		sent++
+		if sent%2000 == 0 {
+			r := d.RSSKiB()
+			peak = max(peak, r)
+			if r-rssStart > 2*rssBoundKiB {
+				break // enough to fail, before the machine suffers
+			}
+		}
+	}
+	peak = max(peak, d.RSSKiB())
+	t.Logf("%d unread 64 KiB READs sent (immediate %v, blocked: %v); daemon RSS %d KiB -> peak %d KiB", sent, immediate, blocked, rssStart, peak)
+	if peak-rssStart > rssBoundKiB && !testEnv.race {
+		t.Errorf("daemon RSS grew %d KiB buffering responses nobody reads (bound %d KiB)", peak-rssStart, rssBoundKiB)
+	}
+	c.Close()
+	if _, err := readBlocks(good, 0, 0, 8); err != nil {
+		t.Errorf("another session after the flood: %v", err)
 	}
 }

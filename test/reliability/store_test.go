@@ -374,8 +374,7 @@ func TestLUNMappingChurnUnderLoad(t *testing.T) {
 // held by the test's FUSE server) holds only its own commands: 32 reads
 // and writes stuck on disk1 leave disk0's sessions doing verified I/O
 // untouched; when the store comes back the stuck commands complete with
-// the right data. (SIGTERM while the store is stuck: see
-// TestSIGTERMWithStuckBackingStore, a known bug.)
+// the right data.
 func TestStuckBackingStore(t *testing.T) {
 	disk, path := mountFaultDisk(t, 16<<20, true)
 	d := startDaemon(t, daemonConfig{Devices: []device{{Name: "disk0"}, {Name: "disk1", Path: path}}})
@@ -461,4 +460,38 @@ func TestStuckBackingStore(t *testing.T) {
 	}
 	expectRegion(t, stuckConn, lunField(1), 21, 8, 8, 2)
 	t.Logf("disk1 stuck with %d requests held: disk0 served %d verified commands meanwhile; all 32 stuck commands completed GOOD after release", held, cmds)
+}
+
+// SIGTERM while a backing store hangs (every read of disk1 held by the
+// test's FUSE server): the daemon must exit within --shutdown-timeout plus
+// a margin, giving up on the stuck device, instead of waiting for it for
+// ever.
+func TestSIGTERMWithStuckBackingStore(t *testing.T) {
+	disk, path := mountFaultDisk(t, 16<<20, true)
+	d := startDaemon(t, daemonConfig{Devices: []device{{Name: "disk0"}, {Name: "disk1", Path: path}},
+		Args: []string{"--shutdown-timeout", "3s"}})
+	c := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName("stuck-term")})
+	clearUA(t, c, lunField(1))
+	release := disk.stall()
+	defer release()
+	if _, err := c.SendCommand(&iscsitest.Cmd{LUN: lunField(1), CDB: read16(0, 8), ReadLen: 8 * blockSize}); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(5*time.Second, func() bool { return disk.waiting.Load() > 0 }) {
+		t.Fatal("no request reached the stuck store")
+	}
+	start := time.Now()
+	rc := d.Stop(20 * time.Second)
+	took := time.Since(start)
+	t.Logf("SIGTERM with a stuck store: exit status %d after %v (shutdown timeout 3 s)", rc, took.Round(10*time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("shutdown took %v with a 3 s shutdown timeout", took)
+	}
+	// Giving up on a device is not a clean stop: say so, and which one.
+	if rc == 0 {
+		t.Errorf("exit status 0 although disk1 could not be closed")
+	}
+	if !strings.Contains(d.Log(), "disk1") || !strings.Contains(d.Log(), "level=error") {
+		t.Errorf("no error naming disk1 in the log:\n%s", tail(d.Log(), 10))
+	}
 }
