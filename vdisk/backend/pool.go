@@ -33,11 +33,13 @@ type Pool struct {
 	wg     sync.WaitGroup
 	// users counts Submit calls in progress so Close can close the queue
 	// without racing a send.
-	users   atomic.Int64
-	closed  atomic.Bool
-	noRWF   atomic.Bool // pwritev2(RWF_DSYNC) unsupported: pwrite+fdatasync
-	closeMu sync.Mutex
-	over    overflow
+	users  atomic.Int64
+	closed atomic.Bool
+	noRWF  atomic.Bool // pwritev2(RWF_DSYNC) unsupported: pwrite+fdatasync
+	// noNowait: preadv2(RWF_NOWAIT) unsupported, so every read goes to a worker.
+	noNowait atomic.Bool
+	closeMu  sync.Mutex
+	over     overflow
 }
 
 // NewPool starts a pool on fd. The caller keeps the file open until Close
@@ -72,6 +74,10 @@ func (p *Pool) Submit(r *Request) {
 		r.Done(r)
 		return
 	}
+	if p.tryInline(r) {
+		p.users.Add(-1)
+		return
+	}
 	// Submit runs on completion paths too (a finished command lets the
 	// core start the next one), so it must never wait for a worker: when
 	// the queue is full the request goes to the overflow list.
@@ -82,6 +88,37 @@ func (p *Pool) Submit(r *Request) {
 		p.drain()
 	}
 	p.users.Add(-1)
+}
+
+// inlineMax bounds the reads Submit tries to serve itself. A page-cache hit
+// of this size costs a few microseconds, less than handing the request to a
+// worker goroutine and waking the completion side from there.
+const inlineMax = 64 << 10
+
+// tryInline completes a small buffered read at once when its data is in the
+// page cache: preadv2(RWF_NOWAIT) fails with EAGAIN instead of blocking on
+// the disk, so the submitting goroutine (the connection reader) never waits
+// for I/O. It reports whether r was completed.
+func (p *Pool) tryInline(r *Request) bool {
+	if r.Op != OpRead || p.direct || len(r.Buf) == 0 || len(r.Buf) > inlineMax || p.noNowait.Load() {
+		return false
+	}
+	var iov unix.Iovec
+	iov.Base = &r.Buf[0]
+	iov.SetLen(len(r.Buf))
+	n, _, e := unix.Syscall6(unix.SYS_PREADV2, uintptr(p.fd), uintptr(unsafe.Pointer(&iov)), 1,
+		uintptr(r.Off), 0, unix.RWF_NOWAIT)
+	switch {
+	case e == 0 && int(n) == len(r.Buf):
+		r.N, r.Err = int(n), nil
+		r.Done(r)
+		return true
+	case e == unix.EOPNOTSUPP || e == unix.EINVAL || e == unix.ENOSYS:
+		p.noNowait.Store(true)
+	}
+	// EAGAIN (not cached), a short read (end of file, partly cached) or an
+	// error: a worker does the whole read the usual way.
+	return false
 }
 
 // drain moves overflow requests into the queue while it has room.
