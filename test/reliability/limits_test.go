@@ -202,14 +202,6 @@ func TestMaxSessionsAndQueueDepth(t *testing.T) {
 	}
 }
 
-// An initiator that sends 64 KiB READs with CmdSN running on and never
-// reads a response (so it never learns MaxCmdSN) is held to the command
-// window: commands past MaxCmdSN are dropped and the daemon's memory stays
-// bounded. The immediate variant is a known bug (knownbugs_test.go).
-func TestUnreadResponsesWindowed(t *testing.T) {
-	floodUnread(t, false)
-}
-
 // floodUnread sends up to 200,000 READs of 64 KiB for at most 5 s and never
 // reads the socket. The target must stop reading (TCP back-pressure) or
 // refuse commands (BUSY / TASK SET FULL) once a bounded number of responses
