@@ -127,7 +127,7 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 		if err != nil {
 			return fmt.Errorf("mount control tree at %s: %w (run scripts/setup-host.sh as root once, or use --no-mount)", o.Mount, err)
 		}
-		var helper *os.File
+		var helper *unmountHelper
 		if cred.drop {
 			if helper, err = startUnmountHelper(o.Mount); err != nil {
 				_ = m.Unmount()
@@ -136,9 +136,12 @@ func serve(ctx context.Context, o *options, log *logrus.Entry, n notifier) (err 
 		}
 		defer func() {
 			uerr := m.Unmount()
-			if uerr != nil && helper != nil {
-				// The root helper detaches the mount once its pipe closes.
-				helper.Close()
+			if helper != nil {
+				// Without root the unmount above may only have failed or
+				// detached lazily; the root helper detaches the mount once
+				// its pipe closes. Wait for it so that the directory is
+				// free when this process exits.
+				helper.finish(5 * time.Second)
 				select {
 				case <-m.Done():
 					uerr = nil

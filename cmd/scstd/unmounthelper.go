@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,9 +23,16 @@ const unmountHelperEnv = "SCSTD_UNMOUNT_HELPER"
 // daemon ends, SIGKILL included) and then detaches the mount. It is the
 // job fusermount's auto_unmount does for libfuse.
 
-// startUnmountHelper starts the helper for dir. The returned file is the
-// daemon's end of the pipe; it must stay open for the daemon's lifetime.
-func startUnmountHelper(dir string) (*os.File, error) {
+// unmountHelper is the daemon's handle on its helper process.
+type unmountHelper struct {
+	w    *os.File      // the daemon's end of the pipe; closing it ends the helper's wait
+	done chan struct{} // closed when the helper process has exited
+}
+
+// startUnmountHelper starts the helper for dir, which must be mounted
+// already: the helper notes which mount it guards, so that it never detaches
+// a later daemon's mount on the same directory.
+func startUnmountHelper(dir string) (*unmountHelper, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -43,17 +51,30 @@ func startUnmountHelper(dir string) (*os.File, error) {
 		w.Close()
 		return nil, fmt.Errorf("start unmount helper: %w", err)
 	}
+	h := &unmountHelper{w: w, done: make(chan struct{})}
 	// Reap it in the background so that it does not linger as a zombie
 	// should it end before the daemon.
-	go func() { _ = cmd.Wait() }()
-	return w, nil
+	go func() { _ = cmd.Wait(); close(h.done) }()
+	return h, nil
 }
 
-// runUnmountHelper is the helper's main: wait for EOF, then detach dir if a
-// FUSE filesystem is still mounted there.
+// finish closes the pipe and waits (bounded) for the helper to detach the
+// mount, so that a daemon started right after this one exits finds the
+// directory free.
+func (h *unmountHelper) finish(timeout time.Duration) {
+	h.w.Close()
+	select {
+	case <-h.done:
+	case <-time.After(timeout):
+	}
+}
+
+// runUnmountHelper is the helper's main: note the FUSE mount at dir, wait for
+// EOF, then detach dir if that same mount is still there.
 func runUnmountHelper(dir string, stdin io.Reader) int {
+	id := fuseMountID(dir)
 	_, _ = io.Copy(io.Discard, stdin)
-	if !fuseMountedAt(dir) {
+	if id == "" || fuseMountID(dir) != id {
 		return 0
 	}
 	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
@@ -64,20 +85,32 @@ func runUnmountHelper(dir string, stdin io.Reader) int {
 }
 
 // fuseMountedAt reports whether a fuse filesystem is mounted at dir.
-func fuseMountedAt(dir string) bool {
-	f, err := os.Open("/proc/self/mounts")
+func fuseMountedAt(dir string) bool { return fuseMountID(dir) != "" }
+
+// fuseMountID returns the device number ("major:minor", unique per mount) of
+// the topmost FUSE filesystem mounted at dir, or "" if there is none. It reads
+// /proc/self/mountinfo, which answers even when the FUSE server is dead.
+func fuseMountID(dir string) string {
+	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return false
+		return ""
 	}
 	defer f.Close()
+	id := ""
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 3 && unescapeMount(fields[1]) == dir && strings.HasPrefix(fields[2], "fuse") {
-			return true
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
+		line := sc.Text()
+		sep := strings.Index(line, " - ")
+		if sep < 0 {
+			continue
+		}
+		fields, tail := strings.Fields(line[:sep]), strings.Fields(line[sep+3:])
+		if len(fields) >= 5 && len(tail) >= 1 && unescapeMount(fields[4]) == dir && strings.HasPrefix(tail[0], "fuse") {
+			id = fields[2] // later lines are mounted on top of earlier ones
 		}
 	}
-	return false
+	return id
 }
 
 // unescapeMount undoes the octal escapes of /proc/mounts (\040 for a blank).
