@@ -8,16 +8,32 @@ import (
 	"testing"
 )
 
-// TestPoolInlineRead checks the RWF_NOWAIT fast path: a small read of
-// cached data completes inside Submit with the file's bytes, and reads it
-// cannot serve whole (past end of file, too large) still complete correctly
-// through the workers.
+// TestPoolInlineRead checks the inline fast path: a small read of cached data
+// completes inside Submit with the file's bytes (RWF_NOWAIT on a disk file
+// system, always on tmpfs), and reads it cannot serve whole (past end of
+// file, too large) still complete correctly through the workers.
 func TestPoolInlineRead(t *testing.T) {
 	data := make([]byte, 256<<10)
 	for i := range data {
 		data[i] = byte(i*7 + i/4096)
 	}
-	path := filepath.Join(t.TempDir(), "img")
+	dirs := map[string]string{"disk": t.TempDir()}
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		// tmpfs: no RWF_NOWAIT, every small request is served inline.
+		d, err := os.MkdirTemp("/dev/shm", "backend-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		dirs["tmpfs"] = d
+	}
+	for fs, dir := range dirs {
+		t.Run(fs, func(t *testing.T) { testInlineRead(t, dir, data) })
+	}
+}
+
+func testInlineRead(t *testing.T, dir string, data []byte) {
+	path := filepath.Join(dir, "img")
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +73,7 @@ func TestPoolInlineRead(t *testing.T) {
 			if !bytes.Equal(buf, want) {
 				t.Fatal("wrong data")
 			}
-			if inline.Load() && !tc.mayInline {
+			if inline.Load() && !tc.mayInline && !p.memBacked {
 				t.Errorf("completed inline")
 			}
 			if tc.mayInline && !inline.Load() && !p.noNowait.Load() {

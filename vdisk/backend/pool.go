@@ -38,8 +38,11 @@ type Pool struct {
 	noRWF  atomic.Bool // pwritev2(RWF_DSYNC) unsupported: pwrite+fdatasync
 	// noNowait: preadv2(RWF_NOWAIT) unsupported, so every read goes to a worker.
 	noNowait atomic.Bool
-	closeMu  sync.Mutex
-	over     overflow
+	// memBacked: the file lives in memory (tmpfs), where I/O never waits
+	// for a device.
+	memBacked bool
+	closeMu   sync.Mutex
+	over      overflow
 }
 
 // NewPool starts a pool on fd. The caller keeps the file open until Close
@@ -55,6 +58,10 @@ func NewPool(fd int, o PoolOptions) *Pool {
 		o.Bufs = NewBufPool(0)
 	}
 	p := &Pool{fd: fd, direct: o.Direct, bufs: o.Bufs, queue: make(chan *Request, o.Depth)}
+	var st unix.Statfs_t
+	if unix.Fstatfs(fd, &st) == nil && (st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC) {
+		p.memBacked = true
+	}
 	p.wg.Add(o.Workers)
 	for i := 0; i < o.Workers; i++ {
 		go p.worker()
@@ -98,12 +105,23 @@ const inlineMax = 64 << 10
 // tryInline completes a small buffered read at once when its data is in the
 // page cache: preadv2(RWF_NOWAIT) fails with EAGAIN instead of blocking on
 // the disk, so the submitting goroutine (the connection reader) never waits
-// for I/O. It reports whether r was completed.
+// for I/O. On a memory file system (tmpfs) small reads and writes are always
+// done inline. It reports whether r was completed.
 func (p *Pool) tryInline(r *Request) bool {
-	if r.Op != OpRead || p.direct || len(r.Buf) == 0 || len(r.Buf) > inlineMax || p.noNowait.Load() {
+	if r.Op == OpFlush || p.direct || len(r.Buf) == 0 || len(r.Buf) > inlineMax {
 		return false
 	}
 	var iov unix.Iovec
+	if p.memBacked {
+		// tmpfs has no RWF_NOWAIT, but it has no disk either: its reads
+		// and writes are memory copies.
+		p.do(r, &iov)
+		r.Done(r)
+		return true
+	}
+	if r.Op != OpRead || p.noNowait.Load() {
+		return false
+	}
 	iov.Base = &r.Buf[0]
 	iov.SetLen(len(r.Buf))
 	n, _, e := unix.Syscall6(unix.SYS_PREADV2, uintptr(p.fd), uintptr(unsafe.Pointer(&iov)), 1,
