@@ -218,6 +218,14 @@ func invalidCDB(byteOff uint16, bit uint8) error {
 }
 
 // completeWith finishes c from a reservation-code result.
+// ReservationRefuser is implemented by handlers whose logical unit other
+// nodes also serve (a shared Ceph RBD image): reservations kept in this
+// process would not be enforced there, so the core refuses them (INVALID
+// COMMAND OPERATION CODE) rather than ignore them silently.
+type ReservationRefuser interface {
+	RefuseReservations() bool
+}
+
 func completeWith(c *Command, err error) {
 	var pe *prErr
 	switch {
@@ -241,6 +249,14 @@ func completeWith(c *Command, err error) {
 // forbids. It reports whether it completed c.
 func (nx *nexus) reservation(c *Command) bool {
 	p := &nx.dev.pr
+	switch c.CDB[0] {
+	case scsi.OpPersistentReserveIn, scsi.OpPersistentReserveOut,
+		scsi.OpReserve6, scsi.OpReserve10, scsi.OpRelease6, scsi.OpRelease10:
+		if r, ok := nx.dev.Handler.(ReservationRefuser); ok && r.RefuseReservations() {
+			completeWith(c, &prErr{sense: scsi.SenseInvalidOpcode})
+			return true
+		}
+	}
 	switch c.CDB[0] {
 	case scsi.OpPersistentReserveIn, scsi.OpPersistentReserveOut:
 		if s := p.snap.Load(); s != nil && s.spc2 != nil && s.spc2 != c.core.sess {

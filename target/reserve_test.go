@@ -175,3 +175,31 @@ func TestSPC2ReleasedWhenLUNUnmapped(t *testing.T) {
 	}
 	wantStatus(t, "released", run(t, e.b, 0, read10()...), scsi.StatusGood)
 }
+
+// refusingHandler serves a logical unit shared with other nodes.
+type refusingHandler struct{ fakeHandler }
+
+func (*refusingHandler) RefuseReservations() bool { return true }
+
+// A handler that refuses reservations gets INVALID COMMAND OPERATION CODE
+// for every reservation command; other commands reach it as usual.
+func TestReservationsRefusedBySharedLU(t *testing.T) {
+	core := NewCore(Options{})
+	if err := core.AddDevice(&Device{Name: "shared", Handler: &refusingHandler{}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := core.AddLUN(DefaultGroup, "shared", 0, false); err != nil {
+		t.Fatal(err)
+	}
+	s := newPRSess(t, core, "iqn.2026-01.test:a", 0x23d000000001)
+	prout := []byte{scsi.OpPersistentReserveOut, 0, 0, 0, 0, 0, 0, 0, 24, 0}
+	prin := []byte{scsi.OpPersistentReserveIn, 0, 0, 0, 0, 0, 0, 0, 100, 0}
+	for _, cdb := range [][]byte{prin, prout, reserve6(), release6(), reserve10(), release10()} {
+		c := run(t, s, 0, cdb...)
+		wantStatus(t, "reservation command", c, scsi.StatusCheckCondition)
+		if len(c.sense) < 14 || c.sense[2]&0x0f != scsi.SenseIllegalRequest || scsi.ASC(c.sense[12])<<8|scsi.ASC(c.sense[13]) != scsi.ASCInvalidCommandOperationCode {
+			t.Fatalf("CDB %x: sense %x, want INVALID COMMAND OPERATION CODE", cdb[0], c.sense)
+		}
+	}
+	wantStatus(t, "read", run(t, s, 0, read10()...), scsi.StatusGood)
+}

@@ -62,8 +62,14 @@ func (t *opTable) addSPC() {
 			// holds the service action itself, not a mask.
 			co.Usage[1] = co.Usage[1]&^0x1f | co.ServiceAction&0x1f
 		}
-		t.add(&opEntry{name: co.Name, op: co.Opcode, sa: co.ServiceAction, hasSA: co.HasSA, cdbLen: co.CDBLen,
-			usage: co.Usage, flags: fCore, timeout: toFast})
+		e := &opEntry{name: co.Name, op: co.Opcode, sa: co.ServiceAction, hasSA: co.HasSA, cdbLen: co.CDBLen,
+			usage: co.Usage, flags: fCore, timeout: toFast}
+		switch co.Opcode {
+		case scsi.OpPersistentReserveIn, scsi.OpPersistentReserveOut,
+			scsi.OpReserve6, scsi.OpReserve10, scsi.OpRelease6, scsi.OpRelease10:
+			e.avail = reservationsAllowed
+		}
+		t.add(e)
 	}
 }
 

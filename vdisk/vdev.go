@@ -320,3 +320,13 @@ func setDataIn(c *target.Command, resp []byte, alloc uint32) {
 	}
 	copy(c.AllocDataInUninit(int(n)), resp[:n])
 }
+
+// RefuseReservations implements target.ReservationRefuser: a library-backed
+// store (RBD) may be served by other nodes, which would not see reservations
+// taken here.
+func (d *vdev) RefuseReservations() bool {
+	m := d.med.Load()
+	return m != nil && m.ext != nil
+}
+
+func reservationsAllowed(d *vdev) bool { return !d.RefuseReservations() }
