@@ -7,6 +7,8 @@ ADDR     ?= 127.0.0.1
 PORT     ?= 3260
 # Fuzzing: each fuzz target runs this long (go test -fuzztime syntax: 10m, 30s, 1000x).
 FUZZTIME ?= 10m
+# Soak: every timed phase of test/reliability runs this many seconds (600: about 1h45).
+SOAK_SECS ?= 600
 # End-to-end load tests: seconds of iscsi-perf and of fio (SCSTD_E2E_LOAD_SECS, default 60);
 # SCSTD_E2E_RACE=1 builds the daemon under test with the race detector.
 E2E_TIMEOUT ?= 40m
@@ -14,7 +16,7 @@ UNIT_TIMEOUT ?= 5m
 # RBD: scratch directory of the private Ceph cluster of `make ceph-up` (tests: test/rbd, vdisk/rbd).
 CEPH_DIR ?= $(CURDIR)/.ceph
 
-.PHONY: all build run test unit e2e vet bench fuzz clean help ceph-up ceph-down test-rbd
+.PHONY: all build run test unit e2e vet bench fuzz soak known-bugs clean help ceph-up ceph-down test-rbd
 
 all: build
 
@@ -24,6 +26,8 @@ help:
 	@echo "make test    vet, unit tests of every package, then the end-to-end tests (run as root)"
 	@echo "make bench   benchmarks of every package"
 	@echo "make fuzz    every fuzz target for FUZZTIME each (default $(FUZZTIME))"
+	@echo "make soak    test/reliability with every timed phase SOAK_SECS long (default $(SOAK_SECS))"
+	@echo "make known-bugs  the reliability tests of open bugs (docs/reliability.md); they fail until fixed"
 	@echo "make vet     go vet and gofmt check"
 	@echo "make ceph-up / ceph-down   private single-node Ceph cluster in CEPH_DIR (image rbd/lun0)"
 	@echo "make test-rbd  RBD backend and end-to-end tests (build tag rbd; cgo, librbd; root)"
@@ -75,6 +79,12 @@ bench:
 	scripts/bench.sh $(if $(BENCH_MODE),-m $(BENCH_MODE))
 
 # Runs each FuzzXxx of each package for FUZZTIME; stops at the first crasher (left in testdata/fuzz).
+soak:
+	SCSTD_SOAK=1 SCSTD_SOAK_SECS=$(SOAK_SECS) $(GO) test -count=1 -v -timeout 6h ./test/reliability/...
+
+known-bugs:
+	$(GO) test -count=1 -v -tags scstd_known_bugs -run 'TestUnreadResponses|TestImmediateWrites|TestControlPlaneWithStuck' ./test/reliability/
+
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./... | grep -v '/test/'); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
