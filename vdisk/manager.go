@@ -354,10 +354,15 @@ func (m *Manager) lookup(name string, devType byte) (*vdev, error) {
 // Close implements vdisk `close NAME` (unknown or not a disk: EINVAL).
 func (m *Manager) Close(name string) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, err := m.lookup(name, scsi.TypeDisk); err != nil {
+	_, err := m.lookup(name, scsi.TypeDisk)
+	m.mu.Unlock()
+	if err != nil {
 		return err
 	}
+	// RemoveDevice waits for the device's commands; a hung backing store
+	// must not hold the manager (and so every other open/close) meanwhile.
+	// The core makes the removal atomic: a concurrent second close gets
+	// EINVAL from it.
 	if err := m.core.RemoveDevice(name); err != nil {
 		return err
 	}
