@@ -322,11 +322,12 @@ func setDataIn(c *target.Command, resp []byte, alloc uint32) {
 }
 
 // RefuseReservations implements target.ReservationRefuser: a library-backed
-// store (RBD) may be served by other nodes, which would not see reservations
-// taken here.
+// store (RBD) served by a daemon that is one node of a multi-node logical
+// unit (it has a port identity, --tpg-peers) is also served by other nodes,
+// which would not see reservations taken here.
 func (d *vdev) RefuseReservations() bool {
 	m := d.med.Load()
-	return m != nil && m.ext != nil
+	return m != nil && m.ext != nil && d.ports() != nil
 }
 
 func reservationsAllowed(d *vdev) bool { return !d.RefuseReservations() }
