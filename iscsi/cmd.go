@@ -81,14 +81,13 @@ func newTask(c *conn) any {
 	return t
 }
 
-// done is Command.Done: runs on a core goroutine.
+// done is Command.Done: runs on a core goroutine. The CmdSN window reopens
+// only when the writer takes the response (emitTask), so an initiator that
+// does not read its responses cannot make completed commands pile up beyond
+// QueuedCommands, however fast the backend completes them.
 func (t *task) done(*target.Command) {
-	c := t.c
-	c.inflight.Add(-1)
-	if !t.immediate {
-		c.sess.maxCmdSN.Add(1)
-	}
-	c.enqueueTask(t)
+	t.c.inflight.Add(-1)
+	t.c.enqueueTask(t)
 }
 
 func (c *conn) getTask() *task {
@@ -279,9 +278,6 @@ func (c *conn) pump() {
 func (c *conn) submit(t *task) {
 	if t.state == stFailed {
 		t.local = true // the writer owns it from here
-		if !t.immediate {
-			c.sess.maxCmdSN.Add(1)
-		}
 		c.enqueueTask(t)
 		return
 	}
@@ -448,6 +444,11 @@ func (c *conn) emitTask(t *task) {
 	// reuse it as soon as it sees the response, possibly before this
 	// writev returns.
 	c.unregister(t)
+	if !t.immediate {
+		// The command's CmdSN slot is free once its response is on its
+		// way; stamped below, the response itself announces it.
+		c.sess.maxCmdSN.Add(1)
+	}
 	cmd := &t.Command
 	if cmd.Aborted || t.state == stAborted {
 		return
