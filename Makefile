@@ -24,7 +24,7 @@ help:
 	@echo "make build   build $(BIN)"
 	@echo "make run     one-time host setup (or print what root must run), then scstd -f on the demo image"
 	@echo "make test    vet, unit tests of every package, then the end-to-end tests (run as root)"
-	@echo "make bench   benchmarks of every package"
+	@echo "make bench   scstd vs tgt side by side over loopback (scripts/bench.sh; BENCH_MODE=single|multi|direct|go|all)"
 	@echo "make fuzz    every fuzz target for FUZZTIME each (default $(FUZZTIME))"
 	@echo "make soak    test/reliability with every timed phase SOAK_SECS long (default $(SOAK_SECS))"
 	@echo "make known-bugs  the reliability tests of open bugs (docs/reliability.md); they fail until fixed"
