@@ -24,15 +24,6 @@ func TestUnreadResponsesImmediate(t *testing.T) {
 	floodUnread(t, true)
 }
 
-// READs with CmdSN running on whose responses are never read (so the
-// initiator never learns MaxCmdSN): the window must hold them. It did from
-// 10ebabc until a0b80af made cached reads complete inside Submit: the window
-// reopens when the core completes a command, not when its response is
-// written, so commands that complete at once are never held.
-func TestUnreadResponsesWindowed(t *testing.T) {
-	floodUnread(t, false)
-}
-
 // Immediate WRITE commands are outside the CmdSN window, and each reserves
 // a write buffer of its EDTL (up to 64 MiB) before any data arrives: 200 of
 // them, never followed by data, must not reserve 12.5 GiB.

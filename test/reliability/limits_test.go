@@ -260,3 +260,11 @@ func floodUnread(t *testing.T, immediate bool) {
 		t.Errorf("another session after the flood: %v", err)
 	}
 }
+
+// READs with CmdSN running on whose responses are never read (so the
+// initiator never learns MaxCmdSN): the window must hold them. The window
+// reopens when the writer takes a response (e838c7e), not when the core
+// completes the command, so cached reads that complete at once are held too.
+func TestUnreadResponsesWindowed(t *testing.T) {
+	floodUnread(t, false)
+}
