@@ -2,8 +2,6 @@ package conformance
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -11,10 +9,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // targetIQN is the target every daemon of this package serves.
@@ -44,26 +43,9 @@ type daemon struct {
 	cfg    daemonConfig
 	cmd    *exec.Cmd
 	Addr   string
-	log    *lockedBuffer
+	log    *testenv.LockedBuffer
 	exited chan struct{}
 	err    error
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 var listeningRE = regexp.MustCompile(`msg=listening addr="?([0-9.]+:[0-9]+)`)
@@ -126,7 +108,7 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 	if os.Geteuid() == 0 {
 		args = append(args, "-u", "0", "-g", "0") // keep access to the images
 	}
-	d := &daemon{t: t, cfg: cfg, log: &lockedBuffer{}, exited: make(chan struct{})}
+	d := &daemon{t: t, cfg: cfg, log: &testenv.LockedBuffer{}, exited: make(chan struct{})}
 	d.cmd = exec.Command(testEnv.bin, args...)
 	d.cmd.Stdout = d.log
 	stderr, err := d.cmd.StderrPipe()
@@ -159,13 +141,13 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 			d.Stop()
 		}
 		if t.Failed() {
-			t.Logf("daemon log (%s):\n%s", cfg.Dir, tail(d.log.String(), 80))
+			t.Logf("daemon log (%s):\n%s", cfg.Dir, testenv.Tail(d.log.String(), 80))
 		}
 	})
 	select {
 	case d.Addr = <-addr:
 	case <-d.exited:
-		t.Fatalf("daemon exited during startup (%v):\n%s", d.err, tail(d.log.String(), 30))
+		t.Fatalf("daemon exited during startup (%v):\n%s", d.err, testenv.Tail(d.log.String(), 30))
 	case <-time.After(30 * time.Second):
 		t.Fatal("daemon did not listen within 30 s")
 	}
@@ -193,14 +175,6 @@ func (d *daemon) URL(lun int) string {
 	return fmt.Sprintf("iscsi://%s/%s/%d", d.Addr, targetIQN, lun)
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // requireTools fails the test when a tool is missing.
 func requireTools(t testing.TB, names ...string) {
 	t.Helper()
@@ -214,17 +188,7 @@ func requireTools(t testing.TB, names ...string) {
 // runTool runs a command bounded by timeout; it returns the combined output.
 func runTool(t testing.TB, timeout time.Duration, env []string, name string, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Cancel = func() error { return cmd.Process.Kill() }
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("%s timed out after %v: %w", name, timeout, ctx.Err())
-	}
-	return string(out), err
+	return testenv.Run(timeout, env, name, args...)
 }
 
 // sharedConformance is ../shared/conformance/<name> beside the clone; CI

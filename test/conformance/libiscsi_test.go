@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/scstd/scstd/test/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -100,9 +101,9 @@ func TestLibiscsiConformance(t *testing.T) {
 		args = append(args, d.URL(r.lun))
 		t0 := time.Now()
 		log, err := runTool(t, 10*time.Minute, []string{"INIT1=" + init1, "INIT2=" + init2}, "bash", args...)
-		t.Logf("run %s (LUN %d: %s) took %v:\n%s", r.name, r.lun, r.why, time.Since(t0).Round(time.Second), tail(log, 8))
+		t.Logf("run %s (LUN %d: %s) took %v:\n%s", r.name, r.lun, r.why, time.Since(t0).Round(time.Second), testenv.Tail(log, 8))
 		if err != nil {
-			t.Fatalf("run-libiscsi-suite.sh (%s): %v\n%s", r.name, err, tail(log, 40))
+			t.Fatalf("run-libiscsi-suite.sh (%s): %v\n%s", r.name, err, testenv.Tail(log, 40))
 		}
 		if err := parseVerdictFile(filepath.Join(out, "tests.tsv"), got); err != nil {
 			t.Fatal(err)
@@ -156,7 +157,7 @@ func libiscsiInventory(t *testing.T) []testID {
 	t.Helper()
 	out, err := runTool(t, time.Minute, nil, "iscsi-test-cu", "--list")
 	if err != nil {
-		t.Fatalf("iscsi-test-cu --list: %v\n%s", err, tail(out, 10))
+		t.Fatalf("iscsi-test-cu --list: %v\n%s", err, testenv.Tail(out, 10))
 	}
 	var ids []testID
 	for _, l := range strings.Split(out, "\n") {
@@ -166,7 +167,7 @@ func libiscsiInventory(t *testing.T) []testID {
 		}
 	}
 	if len(ids) == 0 {
-		t.Fatalf("iscsi-test-cu --list lists no SCSI or iSCSI test:\n%s", tail(out, 10))
+		t.Fatalf("iscsi-test-cu --list lists no SCSI or iSCSI test:\n%s", testenv.Tail(out, 10))
 	}
 	return ids
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // CHAP: the right secret logs in, a wrong or missing one is refused;
@@ -99,7 +101,7 @@ func TestHeaderDigest(t *testing.T) {
 	select {
 	case <-done:
 		if perfErr != nil || reconnectRE.MatchString(perfOut.String()) {
-			t.Errorf("iscsi-perf with header digests: %v\n%s", perfErr, tail(strings.ReplaceAll(perfOut.String(), "\r", "\n"), 10))
+			t.Errorf("iscsi-perf with header digests: %v\n%s", perfErr, testenv.Tail(strings.ReplaceAll(perfOut.String(), "\r", "\n"), 10))
 		}
 	case <-time.After(60 * time.Second):
 		t.Errorf("iscsi-perf -t 6 did not finish in 60 s")

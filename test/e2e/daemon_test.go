@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,11 +11,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/scstd/scstd/test/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,29 +62,12 @@ type daemon struct {
 	Target   string // the IQN it serves
 	Dir      string
 	MountDir string
-	log      *lockedBuffer
+	log      *testenv.LockedBuffer
 	exited   chan struct{}
 	waitErr  error
 }
 
-// lockedBuffer collects the daemon's log from the reader goroutine.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
+// testenv.LockedBuffer collects the daemon's log from the reader goroutine.
 var listeningRE = regexp.MustCompile(`msg=listening addr="?([0-9.]+:[0-9]+)`)
 
 // writeConfigs writes iscsi-scstd.conf and scst.conf for cfg into dir.
@@ -145,7 +126,7 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		}
 		f.Close()
 	}
-	d := &daemon{t: t, cfg: cfg, Dir: cfg.Dir, Target: targetIQN, log: &lockedBuffer{}, exited: make(chan struct{})}
+	d := &daemon{t: t, cfg: cfg, Dir: cfg.Dir, Target: targetIQN, log: &testenv.LockedBuffer{}, exited: make(chan struct{})}
 	args := []string{"-f", "-a", "127.0.0.1", "-p", "0", "-d", "info"}
 	if cfg.Demo {
 		args = append(args, "--demo", filepath.Join(cfg.Dir, "demo"))
@@ -236,7 +217,7 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 			}
 		}
 		if t.Failed() {
-			t.Logf("daemon log (%s):\n%s", d.Dir, tail(d.log.String(), 60))
+			t.Logf("daemon log (%s):\n%s", d.Dir, testenv.Tail(d.log.String(), 60))
 		}
 	})
 	select {
@@ -318,14 +299,6 @@ func mountedAt(dir string) bool {
 	return false
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // requireTools fails the test when a tool is missing; the message names
 // the packages that provide it.
 func requireTools(t testing.TB, names ...string) {
@@ -350,17 +323,7 @@ func requireRoot(t testing.TB) {
 func runTool(t testing.TB, timeout time.Duration, name string, args ...string) (string, error) {
 	t.Helper()
 	requireTools(t, name)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	// Tools such as iscsi-perf ignore the first SIGTERM; kill for sure.
-	cmd.Cancel = func() error { return cmd.Process.Kill() }
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("%s timed out after %v: %w", name, timeout, ctx.Err())
-	}
-	return string(out), err
+	return testenv.Run(timeout, nil, name, args...)
 }
 
 // mustRun is runTool that fails the test on error.
@@ -368,7 +331,7 @@ func mustRun(t testing.TB, timeout time.Duration, name string, args ...string) s
 	t.Helper()
 	out, err := runTool(t, timeout, name, args...)
 	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(out, 40))
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, testenv.Tail(out, 40))
 	}
 	return out
 }

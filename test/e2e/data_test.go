@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // writeRandomFile writes size pseudo-random bytes (seeded, so a failure
@@ -107,7 +109,7 @@ func TestExt4AndRestart(t *testing.T) {
 	d := startDaemon(t, daemonConfig{ImageSize: 256 << 20, KeepRoot: true})
 
 	out, err := runTool(t, 15*time.Minute, "bash", script, d.URL(0, ""))
-	t.Logf("e2e-ext4.sh:\n%s", tail(out, 30))
+	t.Logf("e2e-ext4.sh:\n%s", testenv.Tail(out, 30))
 	if err != nil || !strings.Contains(out, "E2E PASS") {
 		t.Fatalf("e2e-ext4.sh failed (%v)", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // suiteExpectation is one row of test/libiscsi-expected.tsv.
@@ -98,7 +100,7 @@ func TestLibiscsiSuites(t *testing.T) {
 		out := filepath.Join(base, "lun"+strconv.Itoa(lun))
 		filter := "^(" + strings.Join(ns, "|") + ")$"
 		log, err := runTool(t, 30*time.Minute, "bash", script, "-o", out, "-t", "60", "-f", filter, d.URL(lun, ""))
-		t.Logf("run-libiscsi-suite.sh on LUN %d:\n%s", lun, tail(log, 40))
+		t.Logf("run-libiscsi-suite.sh on LUN %d:\n%s", lun, testenv.Tail(log, 40))
 		if err != nil {
 			t.Fatalf("run-libiscsi-suite.sh: %v", err)
 		}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // reconnectRE matches what libiscsi and qemu print when a session dies
@@ -25,7 +27,7 @@ func TestLoadIscsiPerf(t *testing.T) {
 	d := startDaemon(t, daemonConfig{ImageSize: 256 << 20, KeepRoot: true})
 	out, err := runTool(t, time.Duration(secs+60)*time.Second, "iscsi-perf", "-m", "32", "-t", strconv.Itoa(secs), d.URL(0, ""))
 	out = strings.ReplaceAll(out, "\r", "\n")
-	t.Logf("iscsi-perf:\n%s", tail(out, 8))
+	t.Logf("iscsi-perf:\n%s", testenv.Tail(out, 8))
 	if err != nil {
 		t.Fatalf("iscsi-perf: %v", err)
 	}
@@ -88,7 +90,7 @@ func TestLoadFioNbd(t *testing.T) {
 		"--verify=crc32c", "--verify_backlog=4096", "--verify_fatal=1", "--do_verify=1",
 		// No verify-state file in the working directory.
 		"--verify_state_save=0")
-	t.Logf("fio:\n%s", tail(out, 25))
+	t.Logf("fio:\n%s", testenv.Tail(out, 25))
 	if err != nil {
 		t.Fatalf("fio: %v", err)
 	}
@@ -98,7 +100,7 @@ func TestLoadFioNbd(t *testing.T) {
 	stopNBD()
 	nbdOut, _ := os.ReadFile(nbdLog.Name())
 	if m := reconnectRE.Find(nbdOut); m != nil {
-		t.Errorf("qemu-nbd reported %q:\n%s", m, tail(string(nbdOut), 20))
+		t.Errorf("qemu-nbd reported %q:\n%s", m, testenv.Tail(string(nbdOut), 20))
 	}
 
 	back := filepath.Join(scratch, "back.img")

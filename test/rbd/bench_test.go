@@ -14,6 +14,7 @@ import (
 
 	"github.com/scstd/scstd/iscsi/iscsitest"
 	"github.com/scstd/scstd/iscsi/pdu"
+	"github.com/scstd/scstd/test/testenv"
 	"github.com/scstd/scstd/vdisk/backend"
 	"github.com/scstd/scstd/vdisk/rbd"
 )
@@ -232,7 +233,7 @@ func TestIOPSRatio(t *testing.T) {
 				"--io-threads", strconv.Itoa(benchQD), "--io-total", "64M", "--io-pattern", "rand", "rbd/"+img)
 			ratio := via / direct
 			t.Logf("4k %s QD%d: scstd %.0f IOPS, direct librbd %.0f IOPS, ratio %.2f (goal 0.8); rbd bench: %s",
-				name, benchQD, via, direct, ratio, tail(ref, 1))
+				name, benchQD, via, direct, ratio, testenv.Tail(ref, 1))
 			if ratio < floor {
 				t.Errorf("ratio %.2f below %.2f", ratio, floor)
 			}

@@ -5,7 +5,6 @@ package rbd
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,11 +13,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scstd/scstd/test/testenv"
 )
 
 const targetIQN = "iqn.2026-11.org.scstd:rbd"
@@ -91,26 +91,9 @@ type daemon struct {
 	Dir  string
 	// MountDir is the control tree ("" without daemonConfig.Mount).
 	MountDir string
-	log      *lockedBuffer
+	log      *testenv.LockedBuffer
 	exited   chan struct{}
 	waitErr  error
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 var listeningRE = regexp.MustCompile(`msg=listening addr="?([0-9.]+:[0-9]+)`)
@@ -144,7 +127,7 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		"--initiators-allow", filepath.Join(cfg.Dir, "initiators.allow"),
 		"--initiators-deny", filepath.Join(cfg.Dir, "initiators.deny"),
 		"--shutdown-timeout", "20s", "--ceph-conf", testEnv.conf}
-	d := &daemon{t: t, Dir: cfg.Dir, log: &lockedBuffer{}, exited: make(chan struct{})}
+	d := &daemon{t: t, Dir: cfg.Dir, log: &testenv.LockedBuffer{}, exited: make(chan struct{})}
 	if cfg.Mount {
 		d.MountDir = filepath.Join(cfg.Dir, "mnt")
 		args = append(args, "--mount", d.MountDir)
@@ -195,17 +178,17 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		}
 		for _, bad := range []string{"WARNING: DATA RACE", "panic:"} {
 			if log := d.log.String(); strings.Contains(log, bad) {
-				t.Errorf("daemon log contains %q:\n%s", bad, tail(log[strings.Index(log, bad):], 60))
+				t.Errorf("daemon log contains %q:\n%s", bad, testenv.Tail(log[strings.Index(log, bad):], 60))
 			}
 		}
 		if t.Failed() {
-			t.Logf("daemon log (%s):\n%s", d.Dir, tail(d.log.String(), 60))
+			t.Logf("daemon log (%s):\n%s", d.Dir, testenv.Tail(d.log.String(), 60))
 		}
 	})
 	select {
 	case d.Addr = <-addr:
 	case <-d.exited:
-		t.Fatalf("daemon exited during startup (%v):\n%s", d.waitErr, tail(d.log.String(), 30))
+		t.Fatalf("daemon exited during startup (%v):\n%s", d.waitErr, testenv.Tail(d.log.String(), 30))
 	case <-time.After(60 * time.Second):
 		t.Fatal("daemon did not listen within 60 s")
 	}
@@ -250,16 +233,8 @@ func (d *daemon) Stop() {
 		d.t.Fatal("daemon did not exit within 60 s of SIGTERM")
 	}
 	if d.waitErr != nil {
-		d.t.Fatalf("daemon exit: %v\n%s", d.waitErr, tail(d.log.String(), 30))
+		d.t.Fatalf("daemon exit: %v\n%s", d.waitErr, testenv.Tail(d.log.String(), 30))
 	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // requireTools fails the test when a tool is missing.
@@ -283,23 +258,14 @@ func requireRoot(t testing.TB) {
 func runTool(t testing.TB, timeout time.Duration, name string, args ...string) (string, error) {
 	t.Helper()
 	requireTools(t, name)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Cancel = func() error { return cmd.Process.Kill() }
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("%s timed out after %v: %w", name, timeout, ctx.Err())
-	}
-	return string(out), err
+	return testenv.Run(timeout, nil, name, args...)
 }
 
 func mustRun(t testing.TB, timeout time.Duration, name string, args ...string) string {
 	t.Helper()
 	out, err := runTool(t, timeout, name, args...)
 	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(out, 40))
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, testenv.Tail(out, 40))
 	}
 	return out
 }

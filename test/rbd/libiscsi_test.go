@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // suiteRow is one row of test/libiscsi-expected.tsv (the suites a file LUN
@@ -72,7 +74,7 @@ func runSuites(t *testing.T, url, filter string) map[string]*verdicts {
 	requireTools(t, "iscsi-test-cu", "iscsi-inq", "bash", "bc")
 	out := t.TempDir()
 	log, err := runTool(t, 30*time.Minute, "bash", sharedConformance(t, "run-libiscsi-suite.sh"), "-o", out, "-t", "90", "-f", filter, url)
-	t.Logf("run-libiscsi-suite.sh %s:\n%s", filter, tail(log, 40))
+	t.Logf("run-libiscsi-suite.sh %s:\n%s", filter, testenv.Tail(log, 40))
 	if err != nil {
 		t.Fatalf("run-libiscsi-suite.sh: %v", err)
 	}
@@ -113,7 +115,7 @@ func runMultipath(t *testing.T, url1, url2 string) map[string]*verdicts {
 	t.Helper()
 	out, err := runTool(t, 10*time.Minute, "iscsi-test-cu", "--dataloss", "-i", "iqn.2026-11.test:init",
 		"-t", "SCSI.MultipathIO", url1, url2)
-	t.Logf("iscsi-test-cu SCSI.MultipathIO %s %s:\n%s", url1, url2, tail(out, 40))
+	t.Logf("iscsi-test-cu SCSI.MultipathIO %s %s:\n%s", url1, url2, testenv.Tail(out, 40))
 	g := &verdicts{}
 	for _, l := range strings.Split(out, "\n") {
 		l = strings.TrimSpace(l)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // TestDiscoveryAndInquiry: iscsi-ls lists the RBD LUN with its size,
@@ -84,7 +86,7 @@ func TestExt4(t *testing.T) {
 	img := newImage(t, "256M")
 	d := startDaemon(t, daemonConfig{LUNs: []lunSpec{{Image: img}}})
 	out, err := runTool(t, 10*time.Minute, "bash", sharedConformance(t, "e2e-ext4.sh"), "-n", "10", "-m", "4", d.URL(0))
-	t.Logf("e2e-ext4.sh:\n%s", tail(out, 30))
+	t.Logf("e2e-ext4.sh:\n%s", testenv.Tail(out, 30))
 	if err != nil || strings.Contains(out, "FAIL ") {
 		t.Fatalf("e2e-ext4.sh failed: %v", err)
 	}

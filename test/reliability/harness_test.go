@@ -3,7 +3,6 @@ package reliability
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -64,26 +62,9 @@ type daemon struct {
 	Addr     string
 	Dir      string
 	MountDir string
-	log      *lockedBuffer
+	log      *testenv.LockedBuffer
 	exited   chan struct{}
 	waitErr  error
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 var listeningRE = regexp.MustCompile(`msg=listening addr="?([0-9.]+:[0-9]+)`)
@@ -164,7 +145,7 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 func tryStartDaemon(t testing.TB, cfg daemonConfig) (*daemon, error) {
 	t.Helper()
 	iscsiConf, scstConf := cfg.prepare(t)
-	d := &daemon{t: t, cfg: cfg, Dir: cfg.Dir, log: &lockedBuffer{}, exited: make(chan struct{})}
+	d := &daemon{t: t, cfg: cfg, Dir: cfg.Dir, log: &testenv.LockedBuffer{}, exited: make(chan struct{})}
 	level := cfg.Level
 	if level == "" {
 		level = "info"
@@ -238,7 +219,7 @@ func tryStartDaemon(t testing.TB, cfg daemonConfig) (*daemon, error) {
 			}
 		}
 		if t.Failed() {
-			t.Logf("daemon log (%s):\n%s", d.Dir, tail(d.log.String(), 80))
+			t.Logf("daemon log (%s):\n%s", d.Dir, testenv.Tail(d.log.String(), 80))
 		}
 		if d.MountDir != "" {
 			if m, _ := os.ReadFile("/proc/mounts"); bytes.Contains(m, []byte(" "+d.MountDir+" ")) {
@@ -250,7 +231,7 @@ func tryStartDaemon(t testing.TB, cfg daemonConfig) (*daemon, error) {
 	case d.Addr = <-addr:
 		return d, nil
 	case <-d.exited:
-		return d, fmt.Errorf("daemon exited during startup (%v):\n%s", d.waitErr, tail(d.log.String(), 30))
+		return d, fmt.Errorf("daemon exited during startup (%v):\n%s", d.waitErr, testenv.Tail(d.log.String(), 30))
 	case <-time.After(30 * time.Second):
 		return d, errors.New("daemon did not listen within 30 s")
 	}
@@ -398,14 +379,6 @@ func excerpt(s string, i, n int) string {
 	return s[i:min(len(s), i+n)]
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // requireTools stops the test when a tool is missing.
 // Through testenv: it fails in CI and skips on a developer machine.
 func requireTools(t testing.TB, names ...string) {
@@ -428,16 +401,7 @@ func requireRoot(t testing.TB) {
 func runTool(t testing.TB, timeout time.Duration, name string, args ...string) (string, error) {
 	t.Helper()
 	requireTools(t, name)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Cancel = func() error { return cmd.Process.Kill() }
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("%s timed out after %v: %w", name, timeout, ctx.Err())
-	}
-	return string(out), err
+	return testenv.Run(timeout, nil, name, args...)
 }
 
 // soak reports whether SCSTD_SOAK is set, and the soak phase length.

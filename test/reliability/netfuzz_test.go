@@ -17,6 +17,7 @@ import (
 	"github.com/scstd/scstd/iscsi/iscsitest"
 	"github.com/scstd/scstd/iscsi/param"
 	"github.com/scstd/scstd/iscsi/pdu"
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // fuzzOutcome is how the target dealt with one fuzzed connection.
@@ -382,7 +383,7 @@ func TestNetworkFuzz(t *testing.T) {
 	close(stop)
 	verrs := <-verr
 	if !d.Alive() {
-		t.Fatalf("the daemon died under fuzzing:\n%s", tail(d.Log(), 40))
+		t.Fatalf("the daemon died under fuzzing:\n%s", testenv.Tail(d.Log(), 40))
 	}
 	var keys []string
 	for k := range counts {

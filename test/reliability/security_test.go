@@ -18,6 +18,7 @@ import (
 	"github.com/scstd/scstd/iscsi/iscsitest"
 	"github.com/scstd/scstd/iscsi/param"
 	"github.com/scstd/scstd/iscsi/pdu"
+	"github.com/scstd/scstd/test/testenv"
 )
 
 const (
@@ -172,7 +173,7 @@ func TestCHAPLogin(t *testing.T) {
 		for _, tc := range cases {
 			out, err := runTool(t, 30*time.Second, "iscsi-inq", tc.url)
 			if tc.ok != (err == nil) {
-				t.Errorf("iscsi-inq %s: accepted=%v, want %v\n%s", tc.url, err == nil, tc.ok, tail(out, 5))
+				t.Errorf("iscsi-inq %s: accepted=%v, want %v\n%s", tc.url, err == nil, tc.ok, testenv.Tail(out, 5))
 			}
 		}
 	})
@@ -262,7 +263,7 @@ func TestCHAPShortSecretRefused(t *testing.T) {
 		return
 	}
 	if !strings.Contains(d.Log(), "shorter than 12") || !strings.Contains(d.Log(), "shorty") {
-		t.Errorf("no log line about the short secret of shorty:\n%s", tail(d.Log(), 20))
+		t.Errorf("no log line about the short secret of shorty:\n%s", testenv.Tail(d.Log(), 20))
 	}
 	_, err = dialLogin(d.Addr, iscsitest.Options{InitiatorName: initiatorName("shorty"), User: "shorty", Secret: short})
 	if err == nil {

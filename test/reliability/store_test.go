@@ -14,6 +14,7 @@ import (
 
 	"github.com/scstd/scstd/iscsi/iscsitest"
 	"github.com/scstd/scstd/iscsi/pdu"
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // expectSense runs cmd and requires CHECK CONDITION with the given sense.
@@ -492,6 +493,6 @@ func TestSIGTERMWithStuckBackingStore(t *testing.T) {
 		t.Errorf("exit status 0 although disk1 could not be closed")
 	}
 	if !strings.Contains(d.Log(), "disk1") || !strings.Contains(d.Log(), "level=error") {
-		t.Errorf("no error naming disk1 in the log:\n%s", tail(d.Log(), 10))
+		t.Errorf("no error naming disk1 in the log:\n%s", testenv.Tail(d.Log(), 10))
 	}
 }
