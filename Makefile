@@ -7,6 +7,7 @@ ADDR     ?= 127.0.0.1
 PORT     ?= 3260
 # Fuzzing: each fuzz target runs this long (go test -fuzztime syntax: 10m, 30s, 1000x).
 FUZZTIME ?= 10m
+FUZZJOBS ?= 1
 # Soak: every timed phase of test/reliability runs this many seconds (600: about 1h45).
 SOAK_SECS ?= 600
 # End-to-end load tests: seconds of iscsi-perf and of fio (SCSTD_E2E_LOAD_SECS, default 60);
@@ -78,20 +79,16 @@ e2e:
 bench:
 	scripts/bench.sh $(if $(BENCH_MODE),-m $(BENCH_MODE))
 
-# Runs each FuzzXxx of each package for FUZZTIME; stops at the first crasher (left in testdata/fuzz).
 soak:
 	SCSTD_SOAK=1 SCSTD_SOAK_SECS=$(SOAK_SECS) $(GO) test -count=1 -v -timeout 6h ./test/reliability/...
 
 known-bugs:
 	$(GO) test -count=1 -v -tags scstd_known_bugs -run 'TestUnreadResponses|TestImmediateWrites|TestControlPlaneWithStuck' ./test/reliability/
 
+# Runs each FuzzXxx of each package for FUZZTIME, FUZZJOBS at a time (scripts/fuzz.sh); a crasher is
+# left in <pkg>/testdata/fuzz and fails the run; the table is in out/fuzz/summary.txt.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./... | grep -v '/test/'); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
-	  done; \
-	done
+	scripts/fuzz.sh -t $(FUZZTIME) -j $(FUZZJOBS) $(if $(FUZZWORKERS),-w $(FUZZWORKERS))
 
 ceph-up:
 	scripts/ceph-up.sh -d $(CEPH_DIR)
