@@ -17,7 +17,7 @@ UNIT_TIMEOUT ?= 5m
 # RBD: scratch directory of the private Ceph cluster of `make ceph-up` (tests: test/rbd, vdisk/rbd).
 CEPH_DIR ?= $(CURDIR)/.ceph
 
-.PHONY: all build run test unit e2e vet bench fuzz soak known-bugs clean help ceph-up ceph-down test-rbd
+.PHONY: all build run test unit e2e vet bench fuzz soak clean help ceph-up ceph-down test-rbd
 
 all: build
 
@@ -28,7 +28,6 @@ help:
 	@echo "make bench   scstd vs tgt side by side over loopback (scripts/bench.sh; BENCH_MODE=single|multi|direct|go|all)"
 	@echo "make fuzz    every fuzz target for FUZZTIME each (default $(FUZZTIME))"
 	@echo "make soak    test/reliability with every timed phase SOAK_SECS long (default $(SOAK_SECS))"
-	@echo "make known-bugs  the reliability tests of open bugs (docs/reliability.md); they fail until fixed"
 	@echo "make vet     go vet and gofmt check"
 	@echo "make ceph-up / ceph-down   private single-node Ceph cluster in CEPH_DIR (image rbd/lun0)"
 	@echo "make test-rbd  RBD backend and end-to-end tests (build tag rbd; cgo, librbd; root)"
@@ -81,9 +80,6 @@ bench:
 
 soak:
 	SCSTD_SOAK=1 SCSTD_SOAK_SECS=$(SOAK_SECS) $(GO) test -count=1 -v -timeout 6h ./test/reliability/...
-
-known-bugs:
-	$(GO) test -count=1 -v -tags scstd_known_bugs -run 'TestUnreadResponses|TestImmediateWrites|TestControlPlaneWithStuck' ./test/reliability/
 
 # Runs each FuzzXxx of each package for FUZZTIME, FUZZJOBS at a time (scripts/fuzz.sh); a crasher is
 # left in <pkg>/testdata/fuzz and fails the run; the table is in out/fuzz/summary.txt.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/scstd/scstd/iscsi"
 	"github.com/scstd/scstd/target"
@@ -36,13 +37,13 @@ type coreAPI interface {
 // vdiskAPI is what controlfs uses of *vdisk.Manager.
 type vdiskAPI interface {
 	Open(name, path string, blockSize uint32, f vdisk.Flags) error
-	Close(name string) error
+	Detach(name string) (finish func() error, err error)
 	ResyncSize(name string) error
 	SetT10ID(name, id string) error
 	Disks() []vdisk.DiskInfo
 	OpenCDROM(name, path string) error
 	ChangeCDROM(name, path string) error
-	CloseCDROM(name string) error
+	DetachCDROM(name string) (finish func() error, err error)
 	CDROMs() []vdisk.CDROMInfo
 }
 
@@ -62,6 +63,10 @@ type state struct {
 	// sees the result of the previous one, and the group directories are
 	// reconciled before the next command runs.
 	wmu sync.Mutex
+	// finish is set (under wmu) by a command whose last part waits: the
+	// close of a device drains its commands after wmu is released (see
+	// awaitFinish).
+	finish func() error
 	// onGroupsChanged is called (under wmu) after a scsi_tgt command so
 	// that the FUSE tree follows group changes at once.
 	onGroupsChanged func()
@@ -85,6 +90,42 @@ func (st *state) errnoOf(op string, err error) syscall.Errno {
 	return syscall.EIO
 }
 
+// drainWait bounds how long the write(2) of a `close` waits for the
+// device's commands. The kernel holds the file's inode lock for the whole
+// write and for every open(O_TRUNC) of it, so a close waiting on a hung
+// backing store would block every later write to vdisk/vdisk (SCST blocks
+// its proc mutex the same way, for up to 90 s).
+const drainWait = 2 * time.Second
+
+// awaitFinish runs the last part of a command that already changed the
+// configuration. The change stands either way, so the write succeeds; past
+// drainWait the drain goes on in the background and the device name stays
+// taken (EEXIST) until it ends.
+func (st *state) awaitFinish(cmd string, finish func() error) syscall.Errno {
+	done := make(chan error, 1)
+	go func() { done <- finish() }()
+	timer := time.NewTimer(drainWait)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return st.errnoOf(cmd, err)
+		}
+		return 0
+	case <-timer.C:
+	}
+	log := st.log.WithField("command", cmd)
+	log.Warnf("device still has commands in its backing store after %v: they finish in the background", drainWait)
+	go func() {
+		if err := <-done; err != nil {
+			log.WithError(err).Warn("closing the device after its commands finished")
+			return
+		}
+		log.Info("device's commands finished; backing store closed")
+	}()
+	return 0
+}
+
 // writeFunc executes one write(2) and returns the byte count or an errno.
 type writeFunc func(data []byte) (uint32, syscall.Errno)
 
@@ -100,9 +141,15 @@ func (st *state) procWrite(run func(cmd string) syscall.Errno) writeFunc {
 			return 0, syscall.EOVERFLOW
 		}
 		st.wmu.Lock()
-		defer st.wmu.Unlock()
 		cmd := commandText(data)
-		if errno := run(cmd); errno != 0 {
+		errno := run(cmd)
+		finish := st.finish
+		st.finish = nil
+		st.wmu.Unlock()
+		if errno == 0 && finish != nil {
+			errno = st.awaitFinish(cmd, finish)
+		}
+		if errno != 0 {
 			if st.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 				st.log.WithFields(logrus.Fields{"command": cmd, "errno": errno.Error()}).Debug("control command refused")
 			}
@@ -197,7 +244,7 @@ func (st *state) execVdisk(s string) syscall.Errno {
 		}
 		err = st.vd.Open(c.Name, c.Path, c.BlockSize, c.Flags)
 	case opVdiskClose:
-		err = st.vd.Close(c.Name)
+		st.finish, err = st.vd.Detach(c.Name)
 	case opVdiskResync:
 		err = st.vd.ResyncSize(c.Name)
 	case opVdiskSetT10:
@@ -218,7 +265,7 @@ func (st *state) execVcdrom(s string) syscall.Errno {
 	case opCDROMChange:
 		err = st.vd.ChangeCDROM(c.Name, c.Path)
 	case opCDROMClose:
-		err = st.vd.CloseCDROM(c.Name)
+		st.finish, err = st.vd.DetachCDROM(c.Name)
 	}
 	return st.errnoOf("vcdrom "+s, err)
 }

@@ -375,15 +375,23 @@ func (v *fakeVdisk) diskIndex(name string) int {
 	return slices.IndexFunc(v.disks, func(d vdisk.DiskInfo) bool { return d.Name == name })
 }
 
-func (v *fakeVdisk) Close(name string) error {
+func (v *fakeVdisk) Detach(name string) (func() error, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	i := v.diskIndex(name)
 	if i < 0 {
-		return errf(syscall.EINVAL, "no disk %s", name)
+		return nil, errf(syscall.EINVAL, "no disk %s", name)
 	}
 	v.disks = slices.Delete(v.disks, i, i+1)
-	return v.core.removeDevice(name)
+	return noFinish(v.core.removeDevice(name))
+}
+
+// noFinish is the fake's detach result: the fake core removes at once.
+func noFinish(err error) (func() error, error) {
+	if err != nil {
+		return nil, err
+	}
+	return func() error { return nil }, nil
 }
 
 func (v *fakeVdisk) ResyncSize(name string) error {
@@ -468,15 +476,15 @@ func (v *fakeVdisk) ChangeCDROM(name, path string) error {
 	return nil
 }
 
-func (v *fakeVdisk) CloseCDROM(name string) error {
+func (v *fakeVdisk) DetachCDROM(name string) (func() error, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	i := v.cdIndex(name)
 	if i < 0 {
-		return errf(syscall.EINVAL, "no cdrom %s", name)
+		return nil, errf(syscall.EINVAL, "no cdrom %s", name)
 	}
 	v.cds = slices.Delete(v.cds, i, i+1)
-	return v.core.removeDevice(name)
+	return noFinish(v.core.removeDevice(name))
 }
 
 func (v *fakeVdisk) CDROMs() []vdisk.CDROMInfo {

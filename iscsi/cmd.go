@@ -12,6 +12,14 @@ import (
 // maxTransfer bounds the write buffer one command may ask for.
 const maxTransfer = 64 << 20
 
+// maxImmediate bounds the immediate SCSI commands a connection has
+// outstanding (from arrival until the writer sent the response). They are
+// outside the CmdSN window, so without it an initiator could make the
+// target hold any number of write buffers and unread responses. Beyond it
+// a command ends at once with TASK SET FULL, as SCST answers a session over
+// its queue depth.
+const maxImmediate = 16
+
 // Sense codes for data-phase failures at ErrorRecoveryLevel 0.
 const (
 	ascDataPhaseError   scsi.ASC = 0x4b00
@@ -46,6 +54,7 @@ type task struct {
 	itt       uint32
 	cmdSN     uint32
 	immediate bool // I bit: not ordered, does not consume CmdSN
+	immSlot   bool // holds one of the connection's maxImmediate slots
 	inOrder   bool // reached ExpCmdSN (or immediate)
 	state     taskState
 	local     bool // completed without the core
@@ -87,7 +96,7 @@ func newTask(c *conn) any {
 // QueuedCommands, however fast the backend completes them.
 func (t *task) done(*target.Command) {
 	t.c.inflight.Add(-1)
-	t.c.enqueueTask(t)
+	t.c.enqueueTaskWait(t, false)
 }
 
 func (c *conn) getTask() *task {
@@ -112,6 +121,9 @@ func (c *conn) releaseTask(t *task) {
 		c.sess.core.PutBuffer(t.buf)
 	}
 	t.buf = nil
+	if t.immSlot {
+		c.immOut.Add(-1)
+	}
 	c.unregister(t)
 	c.pool.Put(t)
 }
@@ -192,6 +204,18 @@ func (c *conn) onSCSICmd(h *pdu.Header) error {
 	c.tasks[itt] = t
 	c.tmu.Unlock()
 
+	if t.immediate {
+		if c.immOut.Load() >= maxImmediate {
+			if err := c.rd.DiscardData(); err != nil {
+				return err
+			}
+			t.state = stFailed
+			cmd.Status = scsi.StatusTaskSetFull
+			return c.sequence(adm, &h.BHS, heldPDU{task: t})
+		}
+		c.immOut.Add(1)
+		t.immSlot = true
+	}
 	if write && edtl > 0 {
 		if edtl > maxTransfer {
 			if err := c.rd.DiscardData(); err != nil {
@@ -278,7 +302,9 @@ func (c *conn) pump() {
 func (c *conn) submit(t *task) {
 	if t.state == stFailed {
 		t.local = true // the writer owns it from here
-		c.enqueueTask(t)
+		// Non-immediate failures are bounded by the CmdSN window; immediate
+		// ones only by the writer queue, so the reader waits for room.
+		c.enqueueTaskWait(t, t.immediate)
 		return
 	}
 	t.state = stSubmitted

@@ -22,6 +22,11 @@ const (
 	// maxCtrlData bounds the data segment of NOP-Out and Text PDUs we
 	// buffer (they are copied; SCSI data goes into command buffers).
 	maxCtrlData = 64 << 10
+	// loginReadBuf and readBuf size a connection's read buffer before and
+	// after login: login PDUs carry at most 8 KiB of data, and thousands of
+	// connections that never log in must not cost 64 KiB each.
+	loginReadBuf = 8 << 10
+	readBuf      = 64 << 10
 	// maxQueued is the writer backlog at which the reader stops reading.
 	maxQueued = 4096
 	// writerFrames is how many PDUs one writev carries at most.
@@ -84,9 +89,11 @@ type conn struct {
 	wdone   chan struct{}
 
 	// Writer-owned.
-	statSN  uint32
-	dead    bool
-	frames  [writerFrames]pdu.Frame
+	statSN uint32
+	dead   bool
+	// frames is allocated by the writer: connections that never log in
+	// do not pay for it.
+	frames  *[writerFrames]pdu.Frame
 	nframes int
 	iov     [][]byte
 	wbuf    net.Buffers
@@ -105,6 +112,7 @@ type conn struct {
 	text     textState
 	hdr      pdu.Header
 	inflight atomic.Int32 // submitted to the core, Done not yet called
+	immOut   atomic.Int32 // immediate SCSI commands holding a slot (maxImmediate)
 
 	ttt   atomic.Uint32
 	mxdsl atomic.Uint32 // max data per PDU we send (initiator's MRDSL)
@@ -146,7 +154,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		srv:    s,
 		nc:     nc,
 		rip:    remoteIP(nc.RemoteAddr()),
-		rd:     pdu.NewReader(nc, 64<<10),
+		rd:     pdu.NewReader(nc, loginReadBuf),
 		enc:    pdu.NewEncoder(),
 		tasks:  map[uint32]*task{},
 		held:   map[uint32]heldPDU{},
@@ -175,6 +183,7 @@ func (c *conn) serve() {
 		return
 	}
 	c.nc.SetReadDeadline(time.Time{})
+	c.rd.Grow(readBuf)
 	if c.draining.Load() {
 		c.nc.SetReadDeadline(time.Now())
 	}
@@ -444,9 +453,14 @@ func (c *conn) enqueueOut(o *outPDU, wait bool) {
 	c.qmu.Unlock()
 }
 
-// enqueueTask queues a finished task (called from core goroutines).
-func (c *conn) enqueueTask(t *task) {
+// enqueueTaskWait queues a finished task. Core goroutines never wait (the
+// CmdSN window and maxImmediate bound what they complete); the reader waits
+// for room like enqueueOut.
+func (c *conn) enqueueTaskWait(t *task, wait bool) {
 	c.qmu.Lock()
+	for wait && len(c.queue) >= maxQueued && !c.qclosed {
+		c.space.Wait()
+	}
 	if c.qclosed {
 		c.qmu.Unlock()
 		c.releaseTask(t)
@@ -470,6 +484,7 @@ func (c *conn) closeQueue() {
 // writev calls as possible.
 func (c *conn) writer() {
 	defer close(c.wdone)
+	c.frames = new([writerFrames]pdu.Frame)
 	c.iov = make([][]byte, 0, 3*writerFrames)
 	var batch []qent
 	for {

@@ -1256,3 +1256,65 @@ func TestConcurrentSessions(t *testing.T) {
 		}
 	}
 }
+
+// Immediate commands are outside the CmdSN window: beyond maxImmediate
+// outstanding ones (here WRITEs whose data never comes) the next ends with
+// TASK SET FULL, and a slot frees once a response is sent.
+func TestImmediateCommandLimit(t *testing.T) {
+	e := newEnv(t)
+	c := e.login(t, iscsitest.Options{Keys: []param.KV{{Key: "InitialR2T", Value: "Yes"}, {Key: "ImmediateData", Value: "No"}}})
+	immediate := func(cdb []byte, write bool, edtl uint32) uint32 {
+		t.Helper()
+		var h pdu.BHS
+		h.SetOpcode(pdu.OpSCSICmd, true)
+		flags := byte(pdu.FlagFinal | pdu.FlagRead)
+		if write {
+			flags = pdu.FlagFinal | pdu.FlagWrite
+		}
+		h.SetFlags(flags)
+		itt := c.NextITT()
+		h.SetITT(itt)
+		h.SetEDTL(edtl)
+		h.SetCmdSN(c.CmdSN)
+		copy(h.CDB(), cdb)
+		if err := c.Send(&h, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		return itt
+	}
+	r2ts := map[uint32]*pdu.Header{}
+	for i := 0; i < maxImmediate; i++ {
+		itt := immediate(iscsitest.Write10(uint32(i), 1), true, blockSize)
+		h, _, err := c.Recv()
+		if err != nil || h.Opcode() != pdu.OpR2T || h.ITT() != itt {
+			t.Fatalf("write %d: want R2T, got %v %v", i, h, err)
+		}
+		hc := *h
+		r2ts[itt] = &hc
+	}
+	full := immediate(iscsitest.Read10(0, 1), false, blockSize)
+	h, _, err := c.Recv()
+	if err != nil || h.Opcode() != pdu.OpSCSIResp || h.ITT() != full || h.Status() != scsi.StatusTaskSetFull {
+		t.Fatalf("immediate command %d: want TASK SET FULL, got %v %v", maxImmediate+1, h, err)
+	}
+	// Finishing one write frees its slot.
+	for itt, r := range r2ts {
+		var d pdu.BHS
+		d.SetOpcode(pdu.OpDataOut, false)
+		d.SetFinal(true)
+		d.SetITT(itt)
+		d.SetTTT(r.TTT())
+		if err := c.Send(&d, nil, pattern(blockSize, 7)); err != nil {
+			t.Fatal(err)
+		}
+		if h, _, err := c.Recv(); err != nil || h.Opcode() != pdu.OpSCSIResp || h.ITT() != itt || h.Status() != scsi.StatusGood {
+			t.Fatalf("data for write %x: %v %v", itt, h, err)
+		}
+		break
+	}
+	itt := immediate(iscsitest.Read10(0, 1), false, blockSize)
+	h, data, err := c.Recv()
+	if err != nil || h.Opcode() != pdu.OpDataIn || h.ITT() != itt || len(data) != blockSize {
+		t.Fatalf("immediate read after a slot freed: %v %v", h, err)
+	}
+}

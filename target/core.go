@@ -188,12 +188,25 @@ func (c *Core) AddDevice(d *Device) error {
 // Commands that reach the device after its removal started get LOGICAL UNIT
 // NOT SUPPORTED; commands already queued or executing are allowed to finish.
 func (c *Core) RemoveDevice(name string) error {
+	finish, err := c.DetachDevice(name)
+	if err != nil {
+		return err
+	}
+	return finish()
+}
+
+// DetachDevice is the first half of RemoveDevice: the device leaves the
+// configuration at once; finish waits for the commands inside and closes the
+// handler. A caller that serializes configuration changes runs finish
+// outside its lock, so that a hung backing store holds up only this
+// removal. Until finish returns, the name cannot be registered again.
+func (c *Core) DetachDevice(name string) (finish func() error, err error) {
 	c.mu.Lock()
 	cf := c.cfg.Load()
 	d := cf.device(name)
 	if d == nil {
 		c.mu.Unlock()
-		return errno(syscall.EINVAL, "remove device %q: not registered", name)
+		return nil, errno(syscall.EINVAL, "remove device %q: not registered", name)
 	}
 	ncf := cf.clone()
 	for i, g := range ncf.groups {
@@ -218,7 +231,12 @@ func (c *Core) RemoveDevice(name string) error {
 	c.removed[name] = struct{}{}
 	c.commitLocked(ncf, nil)
 	c.mu.Unlock()
+	return func() error { return c.finishRemoval(d) }, nil
+}
 
+// finishRemoval waits for the commands of a detached device and closes it.
+func (c *Core) finishRemoval(d *Device) error {
+	name := d.Name
 	// Every nexus of the device is dead now (no view references it), so no
 	// new command can enter; wait for the ones inside.
 	d.mu.Lock()

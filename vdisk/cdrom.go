@@ -270,12 +270,12 @@ func (m *Manager) ChangeCDROM(name, path string) error {
 
 // CloseCDROM implements vcdrom `close NAME`.
 func (m *Manager) CloseCDROM(name string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, err := m.lookup(name, scsi.TypeCDROM); err != nil {
-		return err
-	}
-	return m.core.RemoveDevice(name)
+	return detachAndFinish(m.DetachCDROM(name))
+}
+
+// DetachCDROM is CloseCDROM in two halves, as Detach.
+func (m *Manager) DetachCDROM(name string) (finish func() error, err error) {
+	return m.detach(name, scsi.TypeCDROM, "virtual CD-ROM closed")
 }
 
 // CDROMInfo is one vcdrom row.

@@ -353,21 +353,44 @@ func (m *Manager) lookup(name string, devType byte) (*vdev, error) {
 
 // Close implements vdisk `close NAME` (unknown or not a disk: EINVAL).
 func (m *Manager) Close(name string) error {
+	return detachAndFinish(m.Detach(name))
+}
+
+// Detach is Close in two halves (see target.Core.DetachDevice): the disk
+// leaves the configuration before Detach returns; finish waits for its
+// commands and closes the backing file.
+func (m *Manager) Detach(name string) (finish func() error, err error) {
+	return m.detach(name, scsi.TypeDisk, "virtual disk closed")
+}
+
+// detach removes a device of devType. The manager lock covers only the
+// lookup: the drain must not hold up every other open and close, and the
+// core makes the removal atomic (a concurrent second close gets EINVAL).
+func (m *Manager) detach(name string, devType byte, msg string) (func() error, error) {
 	m.mu.Lock()
-	_, err := m.lookup(name, scsi.TypeDisk)
+	_, err := m.lookup(name, devType)
 	m.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	finish, err := m.core.DetachDevice(name)
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		if err := finish(); err != nil {
+			return err
+		}
+		m.log.WithField("device", name).Info(msg)
+		return nil
+	}, nil
+}
+
+func detachAndFinish(finish func() error, err error) error {
 	if err != nil {
 		return err
 	}
-	// RemoveDevice waits for the device's commands; a hung backing store
-	// must not hold the manager (and so every other open/close) meanwhile.
-	// The core makes the removal atomic: a concurrent second close gets
-	// EINVAL from it.
-	if err := m.core.RemoveDevice(name); err != nil {
-		return err
-	}
-	m.log.WithField("device", name).Info("virtual disk closed")
-	return nil
+	return finish()
 }
 
 // ResyncSize implements `resync_size NAME` (capacity changed UA).

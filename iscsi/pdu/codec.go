@@ -2,6 +2,7 @@ package pdu
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -114,6 +115,7 @@ func getDigest(b []byte) uint32    { return binary.LittleEndian.Uint32(b) }
 // Reader reads PDUs from a stream. It is not safe for concurrent use.
 type Reader struct {
 	r      *bufio.Reader
+	src    io.Reader
 	dig    Digest
 	hdrDig bool
 	datDig bool
@@ -128,7 +130,38 @@ type Reader struct {
 
 // NewReader wraps r (typically the net.Conn) in a bufio.Reader of size bufSize.
 func NewReader(r io.Reader, bufSize int) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, bufSize), dig: NewDigest(), MaxData: 8192}
+	return &Reader{r: bufio.NewReaderSize(r, bufSize), src: r, dig: NewDigest(), MaxData: 8192}
+}
+
+// Grow enlarges the read buffer to size, keeping the bytes already
+// buffered. A connection reads its login with a small buffer, so that
+// connections that never log in cost little, and grows it for the full
+// feature phase.
+func (r *Reader) Grow(size int) {
+	if r.r.Size() >= size {
+		return
+	}
+	var rest io.Reader = r.src
+	if n := r.r.Buffered(); n > 0 {
+		b, _ := r.r.Peek(n)
+		rest = &prefixReader{p: bytes.Clone(b), r: r.src}
+	}
+	r.r = bufio.NewReaderSize(rest, size)
+}
+
+// prefixReader returns p, then reads from r.
+type prefixReader struct {
+	p []byte
+	r io.Reader
+}
+
+func (pr *prefixReader) Read(b []byte) (int, error) {
+	if len(pr.p) > 0 {
+		n := copy(b, pr.p)
+		pr.p = pr.p[n:]
+		return n, nil
+	}
+	return pr.r.Read(b)
 }
 
 // SetDigests enables CRC32C header and/or data digests (after login).

@@ -490,3 +490,45 @@ func BenchmarkDecodeDataOut(b *testing.B) {
 		}
 	}
 }
+
+// Grow keeps what the small login buffer already holds: an initiator may
+// send full-feature PDUs right behind its last login request.
+func TestReaderGrowKeepsBuffered(t *testing.T) {
+	enc := NewEncoder()
+	var out bytes.Buffer
+	const n = 5
+	for i := 0; i < n; i++ {
+		var h BHS
+		h.SetOpcode(OpNOPOut, true)
+		h.SetITT(uint32(i))
+		var f Frame
+		iov := enc.Append(nil, &f, &h, bytes.Repeat([]byte{byte(i)}, 3000))
+		if _, err := iov.WriteTo(&out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := NewReader(&out, 4096) // the minimum bufio size: holds the first PDU and part of the next
+	r.MaxData = 1 << 20
+	for i := 0; i < n; i++ {
+		var h Header
+		if err := r.ReadHeader(&h); err != nil {
+			t.Fatalf("PDU %d: %v", i, err)
+		}
+		if i == 0 {
+			if r.Buffered() == 0 {
+				t.Fatal("test needs bytes buffered across the Grow")
+			}
+			r.Grow(64 << 10)
+		}
+		data := make([]byte, r.Pending())
+		if err := r.ReadData(data); err != nil {
+			t.Fatal(err)
+		}
+		if h.ITT() != uint32(i) || !bytes.Equal(data, bytes.Repeat([]byte{byte(i)}, 3000)) {
+			t.Fatalf("PDU %d after Grow: itt %d data %x...", i, h.ITT(), data[:4])
+		}
+	}
+	if r.r.Size() != 64<<10 {
+		t.Errorf("buffer size %d after Grow", r.r.Size())
+	}
+}

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -833,4 +836,50 @@ func TestDataDigestErrorNeverWrites(t *testing.T) {
 		expectRegion(t, check, 0, 41, 0, 64, 1)
 	}
 	t.Logf("40 WRITEs with a corrupt payload (half immediate, half solicited): %v; the disk never changed", outcomes)
+}
+
+// `close` of a device whose backing store hangs may wait for the commands
+// inside, but it must not hold up the rest of the control plane: opening
+// another device still works.
+func TestControlPlaneWithStuckDevice(t *testing.T) {
+	requireRoot(t)
+	disk, path := mountFaultDisk(t, 16<<20, true)
+	d := startDaemon(t, daemonConfig{Mount: true, Devices: []device{{Name: "disk0"}, {Name: "disk1", Path: path}}})
+	release := stickRead(t, d, disk, "stuck-ctl")
+	defer release()
+	closed := make(chan error, 1)
+	go func() { closed <- d.ctl("vdisk/vdisk", "close disk1") }()
+	time.Sleep(500 * time.Millisecond)
+	spare := filepath.Join(d.Dir, "spare.img")
+	if err := os.WriteFile(spare, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan error, 1)
+	go func() { opened <- d.ctl("vdisk/vdisk", "open spare "+spare) }()
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Errorf("open of another device while disk1 is stuck closing: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("open of another device blocked behind the close of a stuck one")
+		release()
+		<-opened
+	}
+	// The close changed the configuration at once: disk1 is gone even though
+	// its backing store still holds a command.
+	if err := <-closed; err != nil {
+		t.Errorf("close of the stuck device: %v", err)
+	}
+	if v := d.readCtl("vdisk/vdisk"); strings.Contains(v, "disk1") || !strings.Contains(v, "spare") {
+		t.Errorf("vdisk/vdisk after close disk1 and open spare:\n%s", v)
+	}
+	// Its name stays taken until the drain ends, then it can be reused.
+	if err := d.ctl("vdisk/vdisk", "open disk1 "+spare); !errors.Is(err, syscall.EEXIST) {
+		t.Errorf("reopening disk1 while its commands drain: %v, want EEXIST", err)
+	}
+	release()
+	if !eventually(10*time.Second, func() bool { return d.ctl("vdisk/vdisk", "open disk1 "+spare) == nil }) {
+		t.Errorf("disk1 cannot be reopened after its stuck command was released")
+	}
 }

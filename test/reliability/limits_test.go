@@ -268,3 +268,45 @@ func floodUnread(t *testing.T, immediate bool) {
 func TestUnreadResponsesWindowed(t *testing.T) {
 	floodUnread(t, false)
 }
+
+// Immediate READs whose responses are never read: see floodUnread. Past
+// maxImmediate outstanding ones the target answers TASK SET FULL and the
+// writer queue's back-pressure stops the reader.
+func TestUnreadResponsesImmediate(t *testing.T) {
+	floodUnread(t, true)
+}
+
+// Immediate WRITE commands are outside the CmdSN window, and each reserves
+// a write buffer of its EDTL (up to 64 MiB) before any data arrives: 200 of
+// them, never followed by data, must not reserve 12.5 GiB.
+func TestImmediateWritesBoundReservation(t *testing.T) {
+	const (
+		commands   = 200
+		edtl       = 64 << 20
+		boundBytes = 4 << 30
+	)
+	d := startDaemon(t, daemonConfig{Devices: []device{{Name: "disk0", Size: 128 << 20}}})
+	c := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName("wflood"), ISID: 0x400000001003, Keys: r2tKeys})
+	clearUA(t, c, 0)
+	vmStart := d.procStatus("VmSize")
+	c.Timeout = 2 * time.Second
+	sent := 0
+	for ; sent < commands; sent++ {
+		var h pdu.BHS
+		h.SetOpcode(pdu.OpSCSICmd, true)
+		h.SetFlags(pdu.FlagFinal | pdu.FlagWrite)
+		h.SetITT(c.NextITT())
+		h.SetEDTL(edtl)
+		h.SetCmdSN(c.CmdSN)
+		copy(h.CDB(), write16(0, edtl/blockSize, false))
+		if err := c.Send(&h, nil, nil); err != nil {
+			break // the target stopped reading: fine
+		}
+	}
+	time.Sleep(time.Second)
+	grown := (d.procStatus("VmSize") - vmStart) << 10
+	t.Logf("%d immediate 64 MiB WRITEs without data: daemon VmSize grew %d MiB", sent, grown>>20)
+	if grown > boundBytes {
+		t.Errorf("daemon reserved %d MiB for writes whose data never came (bound %d MiB)", grown>>20, boundBytes>>20)
+	}
+}

@@ -471,16 +471,8 @@ func TestSIGTERMWithStuckBackingStore(t *testing.T) {
 	disk, path := mountFaultDisk(t, 16<<20, true)
 	d := startDaemon(t, daemonConfig{Devices: []device{{Name: "disk0"}, {Name: "disk1", Path: path}},
 		Args: []string{"--shutdown-timeout", "3s"}})
-	c := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName("stuck-term")})
-	clearUA(t, c, lunField(1))
-	release := disk.stall()
+	release := stickRead(t, d, disk, "stuck-term")
 	defer release()
-	if _, err := c.SendCommand(&iscsitest.Cmd{LUN: lunField(1), CDB: read16(0, 8), ReadLen: 8 * blockSize}); err != nil {
-		t.Fatal(err)
-	}
-	if !eventually(5*time.Second, func() bool { return disk.waiting.Load() > 0 }) {
-		t.Fatal("no request reached the stuck store")
-	}
 	start := time.Now()
 	rc := d.Stop(20 * time.Second)
 	took := time.Since(start)
@@ -495,4 +487,22 @@ func TestSIGTERMWithStuckBackingStore(t *testing.T) {
 	if !strings.Contains(d.Log(), "disk1") || !strings.Contains(d.Log(), "level=error") {
 		t.Errorf("no error naming disk1 in the log:\n%s", testenv.Tail(d.Log(), 10))
 	}
+}
+
+// stickRead stalls disk (disk1's store, LUN 1) and leaves a READ of a new
+// session hanging in it; release lets the store answer again.
+func stickRead(t *testing.T, d *daemon, disk *faultDisk, initiator string) (release func()) {
+	t.Helper()
+	c := login(t, d.Addr, iscsitest.Options{InitiatorName: initiatorName(initiator)})
+	clearUA(t, c, lunField(1))
+	release = disk.stall()
+	if _, err := c.SendCommand(&iscsitest.Cmd{LUN: lunField(1), CDB: read16(0, 8), ReadLen: 8 * blockSize}); err != nil {
+		release()
+		t.Fatal(err)
+	}
+	if !eventually(5*time.Second, func() bool { return disk.waiting.Load() > 0 }) {
+		release()
+		t.Fatal("no request reached the stuck store")
+	}
+	return release
 }
