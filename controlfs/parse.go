@@ -63,6 +63,24 @@ func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
+// keyword is one command of a proc file: its case-insensitive prefix
+// (including the separating space when arguments follow) and its op.
+type keyword[Op any] struct {
+	prefix string
+	op     Op
+}
+
+// matchKeyword returns the op of the first keyword s starts with and the
+// text after it.
+func matchKeyword[Op any](s string, kws []keyword[Op]) (op Op, rest string, ok bool) {
+	for _, k := range kws {
+		if hasPrefixFold(s, k.prefix) {
+			return k.op, s[len(k.prefix):], true
+		}
+	}
+	return op, s, false
+}
+
 // skipSpace drops leading isspace characters.
 func skipSpace(s string) string {
 	i := 0
@@ -195,18 +213,13 @@ func validGroupName(name string) bool {
 // parseScsiTgt parses a write to P/scsi_tgt.
 func parseScsiTgt(s string) (scsiTgtCmd, syscall.Errno) {
 	var c scsiTgtCmd
-	switch {
-	case hasPrefixFold(s, "assign "):
-		// Only pass-through SCSI devices (H:C:I:L) can be re-assigned to a
-		// handler, and usermode has none: the lookup always fails.
-		return c, syscall.EINVAL
-	case hasPrefixFold(s, "add_group "):
-		c.Op, s = opAddGroup, s[len("add_group "):]
-	case hasPrefixFold(s, "del_group "):
-		c.Op, s = opDelGroup, s[len("del_group "):]
-	case hasPrefixFold(s, "rename_group "):
-		c.Op, s = opRenameGroup, s[len("rename_group "):]
-	default:
+	// "assign" is not a keyword: only pass-through SCSI devices (H:C:I:L)
+	// can be re-assigned to a handler, and usermode has none, so it fails
+	// with EINVAL like any unknown command.
+	var ok bool
+	c.Op, s, ok = matchKeyword(s, []keyword[scsiTgtOp]{
+		{"add_group ", opAddGroup}, {"del_group ", opDelGroup}, {"rename_group ", opRenameGroup}})
+	if !ok {
 		return c, syscall.EINVAL
 	}
 	name, rest := nextToken(s)
@@ -273,19 +286,15 @@ type devicesCmd struct {
 // parseDevices parses a write to groups/G/devices.
 func parseDevices(s string) (devicesCmd, syscall.Errno) {
 	var c devicesCmd
+	// "clear" is matched as a 5-character prefix: "clearXYZ" clears too.
+	var ok bool
+	c.Op, s, ok = matchKeyword(s, []keyword[devicesOp]{
+		{"clear", opLUNClear}, {"add ", opLUNAdd}, {"del ", opLUNDel}, {"replace ", opLUNReplace}})
 	switch {
-	case hasPrefixFold(s, "clear"):
-		// Matched as a 5-character prefix: "clearXYZ" clears too.
-		c.Op = opLUNClear
-		return c, 0
-	case hasPrefixFold(s, "add "):
-		c.Op, s = opLUNAdd, s[len("add "):]
-	case hasPrefixFold(s, "del "):
-		c.Op, s = opLUNDel, s[len("del "):]
-	case hasPrefixFold(s, "replace "):
-		c.Op, s = opLUNReplace, s[len("replace "):]
-	default:
+	case !ok:
 		return c, syscall.EINVAL
+	case c.Op == opLUNClear:
+		return c, 0
 	}
 	dev, rest := nextToken(s)
 	if dev == "" {
@@ -334,18 +343,14 @@ type namesCmd struct {
 // parseNames parses a write to groups/G/names.
 func parseNames(s string) (namesCmd, syscall.Errno) {
 	var c namesCmd
+	var ok bool
+	c.Op, s, ok = matchKeyword(s, []keyword[namesOp]{
+		{"clear", opNameClear}, {"add ", opNameAdd}, {"del ", opNameDel}, {"move ", opNameMove}})
 	switch {
-	case hasPrefixFold(s, "clear"):
-		c.Op = opNameClear
-		return c, 0
-	case hasPrefixFold(s, "add "):
-		c.Op, s = opNameAdd, s[len("add "):]
-	case hasPrefixFold(s, "del "):
-		c.Op, s = opNameDel, s[len("del "):]
-	case hasPrefixFold(s, "move "):
-		c.Op, s = opNameMove, s[len("move "):]
-	default:
+	case !ok:
 		return c, syscall.EINVAL
+	case c.Op == opNameClear:
+		return c, 0
 	}
 	name, rest := nextToken(s)
 	arg, rest := nextToken(rest)
