@@ -1,13 +1,10 @@
 package conformance
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,16 +36,12 @@ type daemonConfig struct {
 
 // daemon is a running scstd started by a test; it is stopped by PID only.
 type daemon struct {
-	t      testing.TB
-	cfg    daemonConfig
-	cmd    *exec.Cmd
-	Addr   string
-	log    *testenv.LockedBuffer
-	exited chan struct{}
-	err    error
+	t    testing.TB
+	cfg  daemonConfig
+	proc *testenv.Proc
+	Addr string
+	log  *testenv.LockedBuffer
 }
-
-var listeningRE = regexp.MustCompile(`msg=listening addr="?([0-9.]+:[0-9]+)`)
 
 // writeConfigs writes iscsi-scstd.conf and scst.conf (spec §4.6 syntax).
 func writeConfigs(t testing.TB, cfg daemonConfig) (iscsiConf, scstConf string) {
@@ -108,48 +101,22 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 	if os.Geteuid() == 0 {
 		args = append(args, "-u", "0", "-g", "0") // keep access to the images
 	}
-	d := &daemon{t: t, cfg: cfg, log: &testenv.LockedBuffer{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(testEnv.bin, args...)
-	d.cmd.Stdout = d.log
-	stderr, err := d.cmd.StderrPipe()
+	d := &daemon{t: t, cfg: cfg, log: &testenv.LockedBuffer{}}
+	proc, err := testenv.StartProc(exec.Command(testEnv.bin, args...), d.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start daemon: %v", err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			d.log.Write([]byte(line + "\n"))
-			if m := listeningRE.FindStringSubmatch(line); m != nil && !sent {
-				addr <- m[1]
-				sent = true
-			}
-		}
-		_, _ = io.Copy(d.log, stderr)
-		d.err = d.cmd.Wait()
-		close(d.exited)
-	}()
+	d.proc = proc
 	t.Cleanup(func() {
-		select {
-		case <-d.exited:
-		default:
+		if d.proc.Alive() {
 			d.Stop()
 		}
 		if t.Failed() {
 			t.Logf("daemon log (%s):\n%s", cfg.Dir, testenv.Tail(d.log.String(), 80))
 		}
 	})
-	select {
-	case d.Addr = <-addr:
-	case <-d.exited:
-		t.Fatalf("daemon exited during startup (%v):\n%s", d.err, testenv.Tail(d.log.String(), 30))
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon did not listen within 30 s")
+	if d.Addr, err = d.proc.WaitAddr(30 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 	return d
 }
@@ -158,16 +125,11 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 // reports whether the daemon exited with status 0.
 func (d *daemon) Stop() bool {
 	d.t.Helper()
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(30 * time.Second):
+	if !d.proc.Stop(syscall.SIGTERM, 30*time.Second) {
 		d.t.Errorf("daemon did not exit within 30 s of SIGTERM; killed")
-		_ = d.cmd.Process.Kill()
-		<-d.exited
 		return false
 	}
-	return d.err == nil
+	return d.proc.Err() == nil
 }
 
 // URL is the libiscsi URL of a LUN.

@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,18 +54,13 @@ type daemonConfig struct {
 type daemon struct {
 	t        testing.TB
 	cfg      daemonConfig
-	cmd      *exec.Cmd
+	proc     *testenv.Proc
 	Addr     string // host:port it listens on
 	Target   string // the IQN it serves
 	Dir      string
 	MountDir string
 	log      *testenv.LockedBuffer
-	exited   chan struct{}
-	waitErr  error
 }
-
-// testenv.LockedBuffer collects the daemon's log from the reader goroutine.
-var listeningRE = regexp.MustCompile(`msg=listening addr="?([0-9.]+:[0-9]+)`)
 
 // writeConfigs writes iscsi-scstd.conf and scst.conf for cfg into dir.
 func writeConfigs(t testing.TB, dir string, cfg daemonConfig) (iscsiConf, scstConf string) {
@@ -126,7 +118,7 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		}
 		f.Close()
 	}
-	d := &daemon{t: t, cfg: cfg, Dir: cfg.Dir, Target: targetIQN, log: &testenv.LockedBuffer{}, exited: make(chan struct{})}
+	d := &daemon{t: t, cfg: cfg, Dir: cfg.Dir, Target: targetIQN, log: &testenv.LockedBuffer{}}
 	args := []string{"-f", "-a", "127.0.0.1", "-p", "0", "-d", "info"}
 	if cfg.Demo {
 		args = append(args, "--demo", filepath.Join(cfg.Dir, "demo"))
@@ -161,47 +153,19 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		args = append([]string{"--reuid=" + cfg.RunAs, "--regid=" + cfg.RunAs, "--init-groups", "--", testEnv.bin}, args...)
 		name = "setpriv"
 	}
-	d.cmd = exec.Command(name, args...)
-	stderr, err := d.cmd.StderrPipe()
+	proc, err := testenv.StartProc(exec.Command(name, args...), d.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd.Stdout = d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start daemon: %v", err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			d.log.Write([]byte(line + "\n"))
-			if m := listeningRE.FindStringSubmatch(line); m != nil && !sent {
-				addr <- m[1]
-				sent = true
-			}
-		}
-		_, _ = io.Copy(d.log, stderr)
-		d.waitErr = d.cmd.Wait()
-		close(d.exited)
-	}()
+	d.proc = proc
 	t.Cleanup(func() {
-		select {
-		case <-d.exited:
-		default:
+		if d.proc.Alive() {
 			// Tests that do not stop their daemon get the graceful path;
 			// one that hangs is killed.
-			_ = d.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-d.exited:
-				if d.waitErr != nil {
-					t.Errorf("daemon exit after SIGTERM: %v", d.waitErr)
-				}
-			case <-time.After(30 * time.Second):
+			if !d.proc.Stop(syscall.SIGTERM, 30*time.Second) {
 				t.Errorf("daemon did not exit within 30 s of SIGTERM; killed")
-				_ = d.cmd.Process.Kill()
-				<-d.exited
+			} else if err := d.proc.Err(); err != nil {
+				t.Errorf("daemon exit after SIGTERM: %v", err)
 			}
 		}
 		if d.MountDir != "" && mountedAt(d.MountDir) {
@@ -220,12 +184,8 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 			t.Logf("daemon log (%s):\n%s", d.Dir, testenv.Tail(d.log.String(), 60))
 		}
 	})
-	select {
-	case d.Addr = <-addr:
-	case <-d.exited:
-		t.Fatalf("daemon exited during startup (%v)", d.waitErr)
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon did not listen within 30 s")
+	if d.Addr, err = d.proc.WaitAddr(30 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 	return d
 }
@@ -244,7 +204,7 @@ func (d *daemon) URLWithAuth(user, secret string, lun int) string {
 func (d *daemon) Portal() string { return "iscsi://" + d.Addr }
 
 // PID of the daemon process (of setpriv, which execs the daemon).
-func (d *daemon) PID() int { return d.cmd.Process.Pid }
+func (d *daemon) PID() int { return d.proc.Cmd.Process.Pid }
 
 // Log returns what the daemon logged so far.
 func (d *daemon) Log() string { return d.log.String() }
@@ -253,26 +213,15 @@ func (d *daemon) Log() string { return d.log.String() }
 // after the timeout, a test failure).
 func (d *daemon) Stop(timeout time.Duration) int {
 	d.t.Helper()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		d.t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(timeout):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
+	if !d.proc.Stop(syscall.SIGTERM, timeout) {
 		d.t.Errorf("daemon did not exit within %v of SIGTERM", timeout)
 		return -1
 	}
-	if d.waitErr == nil {
-		return 0
+	code := d.proc.ExitCode()
+	if code < 0 {
+		d.t.Fatalf("wait: %v", d.proc.Err())
 	}
-	var ee *exec.ExitError
-	if errors.As(d.waitErr, &ee) {
-		return ee.ExitCode()
-	}
-	d.t.Fatalf("wait: %v", d.waitErr)
-	return -1
+	return code
 }
 
 // Restart stops the daemon (expecting exit 0) and starts a new one on the

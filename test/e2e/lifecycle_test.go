@@ -294,10 +294,9 @@ func TestKilledDaemonLeavesNoMount(t *testing.T) {
 	if !mountedAt(d.MountDir) {
 		t.Fatalf("%s not mounted", d.MountDir)
 	}
-	if err := d.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
+	if !d.proc.Stop(syscall.SIGKILL, 30*time.Second) {
+		t.Fatal("daemon still running 30 s after SIGKILL")
 	}
-	<-d.exited
 	waitFor(t, 10*time.Second, "the unmount helper to detach the mount", func() bool { return !mountedAt(d.MountDir) })
 	// And the mountpoint is usable again.
 	d = startDaemon(t, daemonConfig{Dir: dir, Image: image, Mount: true})

@@ -1,17 +1,14 @@
 package reliability
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,16 +55,12 @@ type daemonConfig struct {
 type daemon struct {
 	t        testing.TB
 	cfg      daemonConfig
-	cmd      *exec.Cmd
+	proc     *testenv.Proc
 	Addr     string
 	Dir      string
 	MountDir string
 	log      *testenv.LockedBuffer
-	exited   chan struct{}
-	waitErr  error
 }
-
-var listeningRE = regexp.MustCompile(`msg=listening addr="?([0-9.]+:[0-9]+)`)
 
 // prepare fills the defaults of cfg, creates missing images and writes the
 // two configuration files.
@@ -145,7 +138,7 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 func tryStartDaemon(t testing.TB, cfg daemonConfig) (*daemon, error) {
 	t.Helper()
 	iscsiConf, scstConf := cfg.prepare(t)
-	d := &daemon{t: t, cfg: cfg, Dir: cfg.Dir, log: &testenv.LockedBuffer{}, exited: make(chan struct{})}
+	d := &daemon{t: t, cfg: cfg, Dir: cfg.Dir, log: &testenv.LockedBuffer{}}
 	level := cfg.Level
 	if level == "" {
 		level = "info"
@@ -178,39 +171,13 @@ func tryStartDaemon(t testing.TB, cfg daemonConfig) (*daemon, error) {
 		args = append(args, "-u", strconv.Itoa(os.Geteuid()), "-g", strconv.Itoa(os.Getegid()))
 	}
 	args = append(args, cfg.Args...)
-	d.cmd = exec.Command(name, args...)
-	stderr, err := d.cmd.StderrPipe()
+	proc, err := testenv.StartProc(exec.Command(name, args...), d.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd.Stdout = d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start daemon: %v", err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			d.log.Write([]byte(line + "\n"))
-			if m := listeningRE.FindStringSubmatch(line); m != nil && !sent {
-				addr <- m[1]
-				sent = true
-			}
-		}
-		_, _ = io.Copy(d.log, stderr)
-		d.waitErr = d.cmd.Wait()
-		close(d.exited)
-	}()
+	d.proc = proc
 	t.Cleanup(func() {
-		select {
-		case <-d.exited:
-		default:
-			_ = d.cmd.Process.Kill()
-			<-d.exited
-		}
+		d.proc.Stop(syscall.SIGKILL, time.Minute)
 		// A race report (daemon built with -race) or a recovered panic
 		// fails whichever test provoked it.
 		for _, bad := range []string{"WARNING: DATA RACE", "panic in connection reader", "goroutine panicked"} {
@@ -227,44 +194,24 @@ func tryStartDaemon(t testing.TB, cfg daemonConfig) (*daemon, error) {
 			}
 		}
 	})
-	select {
-	case d.Addr = <-addr:
-		return d, nil
-	case <-d.exited:
-		return d, fmt.Errorf("daemon exited during startup (%v):\n%s", d.waitErr, testenv.Tail(d.log.String(), 30))
-	case <-time.After(30 * time.Second):
-		return d, errors.New("daemon did not listen within 30 s")
-	}
+	d.Addr, err = d.proc.WaitAddr(30 * time.Second)
+	return d, err
 }
 
 // PID of the daemon (of setpriv, which execs the daemon).
-func (d *daemon) PID() int { return d.cmd.Process.Pid }
+func (d *daemon) PID() int { return d.proc.Cmd.Process.Pid }
 
 // Log returns what the daemon logged so far.
 func (d *daemon) Log() string { return d.log.String() }
 
 // Alive reports whether the daemon process still runs.
-func (d *daemon) Alive() bool {
-	select {
-	case <-d.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (d *daemon) Alive() bool { return d.proc.Alive() }
 
 // Stop sends SIGTERM and waits; it returns the exit code (-1 when the
 // daemon had to be killed after timeout, which is also a test error).
 func (d *daemon) Stop(timeout time.Duration) int {
 	d.t.Helper()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		d.t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(timeout):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
+	if !d.proc.Stop(syscall.SIGTERM, timeout) {
 		d.t.Errorf("daemon did not exit within %v of SIGTERM", timeout)
 		return -1
 	}
@@ -272,29 +219,17 @@ func (d *daemon) Stop(timeout time.Duration) int {
 }
 
 func (d *daemon) exitCode() int {
-	if d.waitErr == nil {
-		return 0
+	code := d.proc.ExitCode()
+	if code < 0 {
+		d.t.Fatalf("wait: %v", d.proc.Err())
 	}
-	var ee *exec.ExitError
-	if errors.As(d.waitErr, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ee.ExitCode()
-	}
-	d.t.Fatalf("wait: %v", d.waitErr)
-	return -1
+	return code
 }
 
 // Kill sends SIGKILL and waits for the process to be gone.
 func (d *daemon) Kill() {
 	d.t.Helper()
-	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		d.t.Fatalf("SIGKILL: %v", err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(30 * time.Second):
+	if !d.proc.Stop(syscall.SIGKILL, 30*time.Second) {
 		d.t.Fatal("daemon still running 30 s after SIGKILL")
 	}
 }
