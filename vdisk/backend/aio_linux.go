@@ -60,13 +60,18 @@ type AIOOptions struct {
 
 type aioSlot struct {
 	cb  iocb
-	ptr [1]*iocb // the iocb pointer array io_submit reads
+	ptr [1]*iocb // the iocb pointer array of an inline io_submit
 	req *Request
 	buf []byte // memory the kernel reads or writes (req.Buf or bounce)
 }
 
 // AIO is a Linux native AIO engine (io_setup/io_submit/io_getevents). It is
-// truly asynchronous only on O_DIRECT descriptors; one goroutine reaps
+// truly asynchronous only on O_DIRECT descriptors. Reads are submitted by
+// the caller. Writes go through one submitter goroutine: those queued while
+// it is inside io_submit (or waiting to run) go to the kernel together in
+// the next call, under one block-layer plug, so that the adjacent writes of
+// a sequential stream merge into larger device requests and the device is
+// kicked once per batch (a VM exit on virtio). Another goroutine reaps
 // completions.
 type AIO struct {
 	fd  int
@@ -81,6 +86,13 @@ type AIO struct {
 	slots []aioSlot
 	free  chan int32
 	over  overflow
+
+	// Submission queue: slots whose iocb is ready, and the submitter's
+	// wake-up (capacity 1: one pending signal covers any number of slots).
+	subMu   sync.Mutex
+	pending []int32
+	kick    chan struct{}
+	subDone chan struct{}
 
 	users    atomic.Int64
 	inflight atomic.Int64
@@ -116,6 +128,9 @@ func NewAIO(fd int, o AIOOptions) (*AIO, error) {
 		bufs:     o.Bufs,
 		slots:    make([]aioSlot, o.Depth),
 		free:     make(chan int32, o.Depth),
+		pending:  make([]int32, 0, o.Depth),
+		kick:     make(chan struct{}, 1),
+		subDone:  make(chan struct{}),
 		loopDone: make(chan struct{}),
 	}
 	for i := range a.slots {
@@ -124,6 +139,7 @@ func NewAIO(fd int, o AIOOptions) (*AIO, error) {
 		a.free <- int32(i)
 	}
 	go a.loop()
+	go a.submitter()
 	return a, nil
 }
 
@@ -201,23 +217,67 @@ func (a *AIO) start(idx int32, r *Request) {
 		return
 	}
 	a.inflight.Add(1)
-	for {
-		n, _, e := unix.Syscall(unix.SYS_IO_SUBMIT, a.ctx, 1, uintptr(unsafe.Pointer(&s.ptr[0])))
-		if e == unix.EINTR || e == unix.EAGAIN {
-			runtime.Gosched()
-			continue
+	if r.Op == OpRead {
+		// Reads go in at once: a random read gains nothing from a batch and
+		// would wait for the goroutine switch.
+		one := [1]int32{idx}
+		a.submit(one[:], s.ptr[:])
+		return
+	}
+	a.subMu.Lock()
+	a.pending = append(a.pending, idx)
+	a.subMu.Unlock()
+	select {
+	case a.kick <- struct{}{}:
+	default: // the submitter is already signalled
+	}
+}
+
+// submitter hands queued iocbs to the kernel, as many per io_submit as have
+// accumulated, until Close closes kick.
+func (a *AIO) submitter() {
+	defer close(a.subDone)
+	batch := make([]int32, 0, len(a.slots))
+	ptrs := make([]*iocb, 0, len(a.slots))
+	for range a.kick {
+		for {
+			a.subMu.Lock()
+			batch, a.pending = a.pending, batch[:0]
+			a.subMu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			ptrs = ptrs[:0]
+			for _, idx := range batch {
+				ptrs = append(ptrs, &a.slots[idx].cb)
+			}
+			a.submit(batch, ptrs)
+			// The slots (and the buffers their iocbs point to as integers)
+			// stay reachable through a until the reaper finishes them.
+			clear(ptrs)
 		}
-		if e != 0 || n != 1 {
-			a.inflight.Add(-1)
+	}
+}
+
+// submit passes the iocbs of batch to io_submit until all are in the
+// kernel; one the kernel refuses completes with its error.
+func (a *AIO) submit(batch []int32, ptrs []*iocb) {
+	for off := 0; off < len(ptrs); {
+		n, _, e := unix.Syscall(unix.SYS_IO_SUBMIT, a.ctx, uintptr(len(ptrs)-off), uintptr(unsafe.Pointer(&ptrs[off])))
+		switch {
+		case e == unix.EINTR || e == unix.EAGAIN:
+			runtime.Gosched()
+		case e != 0 || n == 0:
+			// io_submit reports an error only for the first iocb.
 			if e == 0 {
 				e = unix.EIO
 			}
-			a.finish(idx, -int64(e))
+			a.inflight.Add(-1)
+			a.finish(batch[off], -int64(e))
+			off++
+		default:
+			off += int(n)
 		}
-		// Keep buffers reachable for the garbage collector while the
-		// kernel holds their address only as an integer in the iocb.
-		runtime.KeepAlive(s)
-		return
 	}
 }
 
@@ -310,6 +370,9 @@ func (a *AIO) Close() error {
 		return fmt.Errorf("aio close: %w", err)
 	}
 	<-a.loopDone
+	// Nothing is queued any more: every request completed.
+	close(a.kick)
+	<-a.subDone
 	_, _, e := unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0)
 	a.ev.Close()
 	if e != 0 {
