@@ -2,6 +2,7 @@ package iscsi
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/scstd/scstd/iscsi/pdu"
 	"github.com/scstd/scstd/target"
@@ -341,6 +342,7 @@ func (c *conn) issueR2Ts(t *task) {
 	p := &c.sess.params
 	maxOut := max(int(p.MaxOutstandingR2T), 1)
 	burst := max(p.MaxBurstLength, 512)
+	sent := false
 	for len(t.r2ts) < maxOut && t.nextR2TOff < t.edtl {
 		n := min(burst, t.edtl-t.nextR2TOff)
 		r := r2tSeq{ttt: c.newTTT(), off: t.nextR2TOff, length: n}
@@ -357,6 +359,13 @@ func (c *conn) issueR2Ts(t *task) {
 		t.r2tSN++
 		t.nextR2TOff += n
 		c.enqueueOut(o, true)
+		sent = true
+	}
+	if sent {
+		// The writer was made ready on this goroutine's processor and would
+		// run only once the reader blocks; while more Data-Out is buffered
+		// the initiator would wait for this R2T meanwhile.
+		runtime.Gosched()
 	}
 }
 
