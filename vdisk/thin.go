@@ -199,15 +199,41 @@ func unmapSlow(d *vdev, c *target.Command, m *medium) (outcome, scsi.Sense) {
 	if !ok {
 		return check, s // the capacity shrank meanwhile
 	}
+	// Descriptors that continue the previous one are discarded together:
+	// initiators often list a range block by block, and each discard is a
+	// system call (a round trip to the cluster for an RBD image).
+	var start, end uint64 // the pending run [start, end)
 	for i := 0; i+16 <= len(descs); i += 16 {
 		lba := binary.BigEndian.Uint64(descs[i:])
 		n := uint64(binary.BigEndian.Uint32(descs[i+8:]))
-		if err := m.discard(int64(lba<<d.shift), int64(n<<d.shift)); err != nil {
-			d.log.WithError(err).Warn("UNMAP: deallocation failed")
+		if n == 0 {
+			continue
+		}
+		if lba == end && end > start {
+			end += n
+			continue
+		}
+		if err := discardRun(d, m, start, end); err != nil {
 			return check, ioSense(err, true)
 		}
+		start, end = lba, lba+n
+	}
+	if err := discardRun(d, m, start, end); err != nil {
+		return check, ioSense(err, true)
 	}
 	return done, scsi.Sense{}
+}
+
+// discardRun deallocates the blocks [start, end), if any.
+func discardRun(d *vdev, m *medium, start, end uint64) error {
+	if end <= start {
+		return nil
+	}
+	err := m.discard(int64(start<<d.shift), int64((end-start)<<d.shift))
+	if err != nil {
+		d.log.WithError(err).Warn("UNMAP: deallocation failed")
+	}
+	return err
 }
 
 // --- WRITE SAME 10/16 (SBC-3 5.42, 5.43) ---

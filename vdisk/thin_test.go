@@ -122,8 +122,10 @@ func TestThinProvisioning(t *testing.T) {
 		t.Fatalf("get lba status: %+v", st)
 	}
 
-	// Unmap two extents (one 4 KiB aligned, one not) in one command.
-	p := unmapParamList([2]uint64{64, 64}, [2]uint64{1001, 3})
+	// Unmap two extents (one 4 KiB aligned, one not) in one command; the
+	// first is listed in adjacent pieces (discarded as one run) with an
+	// empty descriptor in between.
+	p := unmapParamList([2]uint64{64, 32}, [2]uint64{96, 1}, [2]uint64{500, 0}, [2]uint64{97, 15}, [2]uint64{112, 16}, [2]uint64{1001, 3})
 	good(t, "unmap", s.run(lun, unmapCDB(uint16(len(p)), false), uint32(len(p)), p))
 	copy(data[64*512:], make([]byte, 64*512))
 	copy(data[1001*512:], make([]byte, 3*512))
