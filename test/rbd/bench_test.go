@@ -303,7 +303,7 @@ func scstdPath(dm *daemon, osd int) benchPath {
 			}
 			out = out[:0]
 		}
-		cpu := startCPU(t, 0, dm.cmd.Process.Pid, osd)
+		cpu := startCPU(t, 0, dm.proc.Cmd.Process.Pid, osd)
 		start := time.Now()
 		stop := start.Add(dur)
 		inflight, done := 0, 0

@@ -3,15 +3,12 @@
 package rbd
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -86,17 +83,13 @@ type daemonConfig struct {
 // daemon is one running scstd started by a test.
 type daemon struct {
 	t    testing.TB
-	cmd  *exec.Cmd
+	proc *testenv.Proc
 	Addr string
 	Dir  string
 	// MountDir is the control tree ("" without daemonConfig.Mount).
 	MountDir string
 	log      *testenv.LockedBuffer
-	exited   chan struct{}
-	waitErr  error
 }
-
-var listeningRE = regexp.MustCompile(`msg=listening addr="?([0-9.]+:[0-9]+)`)
 
 // startDaemon starts scstd -f --ceph-conf for cfg and waits until it
 // listens. It is stopped (SIGTERM, then killed, by PID) when the test ends.
@@ -127,7 +120,7 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		"--initiators-allow", filepath.Join(cfg.Dir, "initiators.allow"),
 		"--initiators-deny", filepath.Join(cfg.Dir, "initiators.deny"),
 		"--shutdown-timeout", "20s", "--ceph-conf", testEnv.conf}
-	d := &daemon{t: t, Dir: cfg.Dir, log: &testenv.LockedBuffer{}, exited: make(chan struct{})}
+	d := &daemon{t: t, Dir: cfg.Dir, log: &testenv.LockedBuffer{}}
 	if cfg.Mount {
 		d.MountDir = filepath.Join(cfg.Dir, "mnt")
 		args = append(args, "--mount", d.MountDir)
@@ -135,45 +128,17 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		args = append(args, "--no-mount")
 	}
 	args = append(args, cfg.Args...)
-	d.cmd = exec.Command(testEnv.bin, args...)
-	stderr, err := d.cmd.StderrPipe()
+	proc, err := testenv.StartProc(exec.Command(testEnv.bin, args...), d.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd.Stdout = d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start daemon: %v", err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			d.log.Write([]byte(line + "\n"))
-			if m := listeningRE.FindStringSubmatch(line); m != nil && !sent {
-				addr <- m[1]
-				sent = true
-			}
-		}
-		_, _ = io.Copy(d.log, stderr)
-		d.waitErr = d.cmd.Wait()
-		close(d.exited)
-	}()
+	d.proc = proc
 	t.Cleanup(func() {
-		select {
-		case <-d.exited:
-		default:
-			_ = d.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-d.exited:
-				if d.waitErr != nil {
-					t.Errorf("daemon exit after SIGTERM: %v", d.waitErr)
-				}
-			case <-time.After(30 * time.Second):
+		if d.proc.Alive() {
+			if !d.proc.Stop(syscall.SIGTERM, 30*time.Second) {
 				t.Errorf("daemon did not exit within 30 s of SIGTERM; killed")
-				_ = d.cmd.Process.Kill()
-				<-d.exited
+			} else if err := d.proc.Err(); err != nil {
+				t.Errorf("daemon exit after SIGTERM: %v", err)
 			}
 		}
 		for _, bad := range []string{"WARNING: DATA RACE", "panic:"} {
@@ -185,12 +150,8 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 			t.Logf("daemon log (%s):\n%s", d.Dir, testenv.Tail(d.log.String(), 60))
 		}
 	})
-	select {
-	case d.Addr = <-addr:
-	case <-d.exited:
-		t.Fatalf("daemon exited during startup (%v):\n%s", d.waitErr, testenv.Tail(d.log.String(), 30))
-	case <-time.After(60 * time.Second):
-		t.Fatal("daemon did not listen within 60 s")
+	if d.Addr, err = d.proc.WaitAddr(60 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 	// The control tree is mounted after the listener opened.
 	for deadline := time.Now().Add(30 * time.Second); d.MountDir != ""; {
@@ -213,27 +174,19 @@ func (d *daemon) URL(lun int) string {
 // Kill ends the daemon with SIGKILL, as a node crash would.
 func (d *daemon) Kill() {
 	d.t.Helper()
-	if err := d.cmd.Process.Kill(); err != nil {
-		d.t.Fatalf("SIGKILL: %v", err)
+	if !d.proc.Stop(syscall.SIGKILL, 30*time.Second) {
+		d.t.Fatal("daemon still running 30 s after SIGKILL")
 	}
-	<-d.exited
 }
 
 // Stop sends SIGTERM and waits for a clean exit.
 func (d *daemon) Stop() {
 	d.t.Helper()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		d.t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(60 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
+	if !d.proc.Stop(syscall.SIGTERM, 60*time.Second) {
 		d.t.Fatal("daemon did not exit within 60 s of SIGTERM")
 	}
-	if d.waitErr != nil {
-		d.t.Fatalf("daemon exit: %v\n%s", d.waitErr, testenv.Tail(d.log.String(), 30))
+	if err := d.proc.Err(); err != nil {
+		d.t.Fatalf("daemon exit: %v\n%s", err, testenv.Tail(d.log.String(), 30))
 	}
 }
 
