@@ -153,13 +153,8 @@ func runTool(t testing.TB, timeout time.Duration, env []string, name string, arg
 	return testenv.Run(timeout, env, name, args...)
 }
 
-// sharedConformance is ../shared/conformance/<name> beside the clone; CI
-// checks shared/ out there, and without it the run cannot happen at all.
+// sharedConformance is a file of ../shared/conformance.
 func sharedConformance(t testing.TB, name string) string {
 	t.Helper()
-	p := filepath.Join(testEnv.repoRoot, "..", "shared", "conformance", name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s is missing: the shared conformance material must be checked out at ../shared beside the repository (%v)", p, err)
-	}
-	return p
+	return testenv.SharedConformance(t, testEnv.repoRoot, name)
 }

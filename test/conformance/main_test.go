@@ -11,9 +11,9 @@ package conformance
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // env is what TestMain prepares; read-only once tests run.
@@ -29,25 +29,17 @@ func TestMain(m *testing.M) {
 }
 
 func setupAndRun(m *testing.M) int {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "conformance:", err)
 		return 1
 	}
-	dir, err := os.MkdirTemp("", "scstd-conformance-bin-")
+	bin, remove, err := testenv.BuildDaemon(root)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "conformance:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "scstd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/scstd")
-	build.Dir = root
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "conformance: building the daemon failed:", err)
-		return 1
-	}
+	defer remove()
 	testEnv = env{repoRoot: root, bin: bin}
 	return m.Run()
 }

@@ -28,6 +28,8 @@ type daemonConfig struct {
 	// Image is the backing file; created sparse with ImageSize when missing.
 	Image     string
 	ImageSize int64
+	// Flags are disk0's scst.conf flags (for example O_DIRECT).
+	Flags string
 	// TargetLines go inside the Target stanza of iscsi-scstd.conf.
 	TargetLines []string
 	// RemovableLUN1 adds a second image, <Dir>/disk1.img (64 MiB), as a
@@ -72,7 +74,7 @@ func writeConfigs(t testing.TB, dir string, cfg daemonConfig) (iscsiConf, scstCo
 	for _, l := range cfg.TargetLines {
 		fmt.Fprintf(&ic, "\t%s\n", l)
 	}
-	devs, luns := fmt.Sprintf("DEVICE disk0,%s,,512,e2e0\n", cfg.Image), "DEVICE disk0,0\n"
+	devs, luns := fmt.Sprintf("DEVICE disk0,%s,%s,512,e2e0\n", cfg.Image, cfg.Flags), "DEVICE disk0,0\n"
 	if cfg.RemovableLUN1 {
 		img := filepath.Join(dir, "disk1.img")
 		if err := os.WriteFile(img, nil, 0o644); err != nil {
@@ -299,12 +301,8 @@ func loadSeconds(t testing.TB) int {
 	return n
 }
 
-// sharedConformance is ../shared/conformance beside the repository.
-func sharedConformance(t testing.TB, script string) string {
+// sharedConformance is a file of ../shared/conformance.
+func sharedConformance(t testing.TB, name string) string {
 	t.Helper()
-	p := filepath.Join(testEnv.repoRoot, "..", "shared", "conformance", script)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s is missing: the shared conformance scripts must be checked out at ../shared beside the repository (%v)", p, err)
-	}
-	return p
+	return testenv.SharedConformance(t, testEnv.repoRoot, name)
 }

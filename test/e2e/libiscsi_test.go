@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,65 +13,15 @@ import (
 	"github.com/scstd/scstd/test/testenv"
 )
 
-// suiteExpectation is one row of test/libiscsi-expected.tsv.
-type suiteExpectation struct {
-	Suite             string // FAMILY.SUITE
-	Total, Pass, Skip int
-	LUN               int // 0: a plain disk, 1: a REMOVABLE disk
-	Note              string
-}
-
-func readExpectations(t testing.TB) []suiteExpectation {
-	t.Helper()
-	path := filepath.Join(testEnv.repoRoot, "test", "libiscsi-expected.tsv")
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var exps []suiteExpectation
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		cols := strings.Split(line, "\t")
-		if len(cols) < 5 {
-			t.Fatalf("%s:%d: want suite, total, pass, skip, lun[, note]", path, n)
-		}
-		e := suiteExpectation{Suite: cols[0]}
-		for i, p := range []*int{&e.Total, &e.Pass, &e.Skip, &e.LUN} {
-			if *p, err = strconv.Atoi(cols[i+1]); err != nil {
-				t.Fatalf("%s:%d: %v", path, n, err)
-			}
-		}
-		if e.LUN != 0 && e.LUN != 1 {
-			t.Fatalf("%s:%d: lun must be 0 (disk) or 1 (removable disk)", path, n)
-		}
-		if len(cols) > 5 {
-			e.Note = cols[5]
-		}
-		if e.Pass+e.Skip != e.Total {
-			t.Fatalf("%s:%d: pass+skip must equal total (fail and notrun are always 0)", path, n)
-		}
-		if e.Skip > 0 && e.Note == "" {
-			t.Fatalf("%s:%d: a skip needs a note saying why", path, n)
-		}
-		exps = append(exps, e)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return exps
-}
-
 // run-libiscsi-suite.sh passes every test of the foundation suites; the
 // per-suite counts must match the committed expectations exactly.
 func TestLibiscsiSuites(t *testing.T) {
 	requireTools(t, "iscsi-test-cu", "iscsi-inq", "bash", "bc")
 	script := sharedConformance(t, "run-libiscsi-suite.sh")
-	exps := readExpectations(t)
+	exps, err := testenv.ReadSuiteExpectations(filepath.Join(testEnv.repoRoot, "test", "libiscsi-expected.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// The expected totals are libiscsi's own inventory.
 	list := mustRun(t, time.Minute, "iscsi-test-cu", "--list")
@@ -111,30 +60,11 @@ func TestLibiscsiSuites(t *testing.T) {
 		}
 	}
 
-	type counts struct {
-		pass, fail, skip, notrun int
-		bad                      []string
-	}
-	got := map[string]*counts{}
+	got := map[string]*testenv.SuiteCounts{}
 	for _, out := range []string{filepath.Join(base, "lun0"), filepath.Join(base, "lun1")} {
-		readVerdicts(t, filepath.Join(out, "tests.tsv"), func(suite, test, result string) {
-			if got[suite] == nil {
-				got[suite] = &counts{}
-			}
-			g := got[suite]
-			switch result {
-			case "pass":
-				g.pass++
-			case "skip":
-				g.skip++
-			case "fail":
-				g.fail++
-				g.bad = append(g.bad, test+" FAILED")
-			default:
-				g.notrun++
-				g.bad = append(g.bad, test+" "+result)
-			}
-		})
+		if err := testenv.ReadSuiteVerdicts(filepath.Join(out, "tests.tsv"), got); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, e := range exps {
 		t.Run(e.Suite, func(t *testing.T) {
@@ -142,35 +72,11 @@ func TestLibiscsiSuites(t *testing.T) {
 			if g == nil {
 				t.Fatalf("no results for %s", e.Suite)
 			}
-			if g.fail != 0 || g.notrun != 0 || g.pass != e.Pass || g.skip != e.Skip {
+			if g.Fail != 0 || g.NotRun != 0 || g.Pass != e.Pass || g.Skip != e.Skip {
 				t.Errorf("pass=%d fail=%d skip=%d notrun=%d, want pass=%d skip=%d; %v\n%s",
-					g.pass, g.fail, g.skip, g.notrun, e.Pass, e.Skip, g.bad, failureLines(outs[e.Suite], e.Suite))
+					g.Pass, g.Fail, g.Skip, g.NotRun, e.Pass, e.Skip, g.Bad, failureLines(outs[e.Suite], e.Suite))
 			}
 		})
-	}
-}
-
-// readVerdicts calls fn for each row of a run-libiscsi-suite.sh tests.tsv
-// (a missing file has no rows: its suites then have no results).
-func readVerdicts(t testing.TB, path string, fn func(suite, test, result string)) {
-	t.Helper()
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		return
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		c := strings.Split(sc.Text(), "\t")
-		if len(c) == 4 {
-			fn(c[0]+"."+c[1], c[2], c[3])
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 }
 

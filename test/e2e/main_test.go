@@ -8,16 +8,15 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // env is what TestMain prepares for every test.
 type env struct {
 	repoRoot string // the module root
-	binDir   string // holds the daemon binary; world-readable for the unprivileged test
-	bin      string
+	bin      string // the daemon, in a directory the unprivileged test can read
 }
 
 // testEnv is set once by TestMain before any test runs and read-only after.
@@ -28,36 +27,23 @@ func TestMain(m *testing.M) {
 }
 
 func setupAndRun(m *testing.M) int {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	dir, err := os.MkdirTemp("", "scstd-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	// The unprivileged test runs the binary as another user.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	bin := filepath.Join(dir, "scstd")
-	args := []string{"build", "-o", bin}
+	var flags []string
 	if os.Getenv("SCSTD_E2E_RACE") == "1" {
 		// A race-detector daemon: slower, but it reports data races on
 		// its stderr, which the tests show when they fail.
-		args = append(args, "-race")
+		flags = append(flags, "-race")
 	}
-	build := exec.Command("go", append(args, "./cmd/scstd")...)
-	build.Dir = root
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: building the daemon failed:", err)
+	bin, remove, err := testenv.BuildDaemon(root, flags...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	testEnv = env{repoRoot: root, binDir: dir, bin: bin}
+	defer remove()
+	testEnv = env{repoRoot: root, bin: bin}
 	return m.Run()
 }

@@ -223,14 +223,10 @@ func mustRun(t testing.TB, timeout time.Duration, name string, args ...string) s
 	return out
 }
 
-// sharedConformance is ../shared/conformance beside the repository.
-func sharedConformance(t testing.TB, script string) string {
+// sharedConformance is a file of ../shared/conformance.
+func sharedConformance(t testing.TB, name string) string {
 	t.Helper()
-	p := filepath.Join(testEnv.repoRoot, "..", "shared", "conformance", script)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s is missing: the shared conformance scripts must be checked out at ../shared beside the repository (%v)", p, err)
-	}
-	return p
+	return testenv.SharedConformance(t, testEnv.repoRoot, name)
 }
 
 // sameFiles fails the test unless two files have equal contents.

@@ -14,10 +14,9 @@ package rbd
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // env is what TestMain prepares for every test; set once, read-only after.
@@ -38,36 +37,20 @@ func setupAndRun(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "test/rbd:", err)
 		return 1
 	}
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		return fail(err)
 	}
-	dir, err := os.MkdirTemp("", "scstd-rbd-")
+	bin, remove, err := testenv.BuildDaemon(root, "-tags", "rbd")
 	if err != nil {
 		return fail(err)
 	}
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "scstd")
-	build := exec.Command("go", "build", "-tags", "rbd", "-o", bin, "./cmd/scstd")
-	build.Dir = root
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fail(fmt.Errorf("building the daemon with -tags rbd: %w", err))
+	defer remove()
+	conf, stop, err := testenv.CephCluster(root)
+	if err != nil {
+		return fail(err)
 	}
-	conf := os.Getenv("SCSTD_CEPH_CONF")
-	if conf == "" {
-		cdir := filepath.Join(dir, "ceph")
-		down := exec.Command(filepath.Join(root, "scripts", "ceph-down.sh"), "-d", cdir)
-		down.Stdout, down.Stderr = os.Stderr, os.Stderr
-		defer down.Run()
-		up := exec.Command(filepath.Join(root, "scripts", "ceph-up.sh"), "-d", cdir)
-		up.Stderr = os.Stderr
-		out, err := up.Output()
-		if err != nil {
-			return fail(fmt.Errorf("starting the Ceph cluster: %w", err))
-		}
-		conf = strings.TrimPrefix(strings.TrimSpace(string(out)), "CEPH_CONF=")
-	}
+	defer stop()
 	testEnv = env{repoRoot: root, bin: bin, conf: conf}
 	return m.Run()
 }

@@ -154,8 +154,8 @@ func TestTwoNodesOneImage(t *testing.T) {
 	}
 
 	got := runMultipath(t, a.URL(1), b.URL(1))["SCSI.MultipathIO"]
-	if got.fail != 0 || got.notrun != 0 || got.pass == 0 {
-		t.Fatalf("SCSI.MultipathIO over both nodes: pass=%d fail=%d skip=%d notrun=%d %v", got.pass, got.fail, got.skip, got.notrun, got.bad)
+	if got.Fail != 0 || got.NotRun != 0 || got.Pass == 0 {
+		t.Fatalf("SCSI.MultipathIO over both nodes: pass=%d fail=%d skip=%d notrun=%d %v", got.Pass, got.Fail, got.Skip, got.NotRun, got.Bad)
 	}
 }
 

@@ -15,9 +15,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // env is what TestMain prepares for every test; read-only afterwards.
@@ -36,19 +37,8 @@ func TestMain(m *testing.M) {
 }
 
 func setupAndRun(m *testing.M) int {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := testenv.RepoRoot()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "reliability:", err)
-		return 1
-	}
-	dir, err := os.MkdirTemp("", "scstd-rel-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "reliability:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	// Tests run the binary as an unprivileged user too.
-	if err := os.Chmod(dir, 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, "reliability:", err)
 		return 1
 	}
@@ -63,14 +53,12 @@ func setupAndRun(m *testing.M) int {
 		testEnv = env{repoRoot: root, bin: prebuilt, race: strings.Contains(string(out), "-race=true")}
 		return m.Run()
 	}
-	bin := filepath.Join(dir, "scstd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/scstd")
-	build.Dir = root
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "reliability: building the daemon failed:", err)
+	bin, remove, err := testenv.BuildDaemon(root)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reliability:", err)
 		return 1
 	}
+	defer remove()
 	testEnv = env{repoRoot: root, bin: bin}
 	return m.Run()
 }

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/scstd/scstd/test/testenv"
 )
 
 // The tests need a Ceph cluster: SCSTD_CEPH_CONF names a running one
@@ -28,32 +29,16 @@ func TestMain(m *testing.M) {
 }
 
 func runWithCluster(m *testing.M) int {
-	if c := os.Getenv("SCSTD_CEPH_CONF"); c != "" {
-		confPath = c
-		return m.Run()
+	root, err := testenv.RepoRoot()
+	if err == nil {
+		var stop func()
+		if confPath, stop, err = testenv.CephCluster(root); err == nil {
+			defer stop()
+			return m.Run()
+		}
 	}
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "rbd tests:", err)
-		return 1
-	}
-	dir, err := os.MkdirTemp("", "scstd-ceph-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "rbd tests:", err)
-		return 1
-	}
-	down := exec.Command(filepath.Join(root, "scripts", "ceph-down.sh"), "-d", dir)
-	down.Stdout, down.Stderr = os.Stderr, os.Stderr
-	defer down.Run()
-	up := exec.Command(filepath.Join(root, "scripts", "ceph-up.sh"), "-d", dir)
-	up.Stderr = os.Stderr
-	out, err := up.Output()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "rbd tests: starting the cluster:", err)
-		return 1
-	}
-	confPath = strings.TrimPrefix(strings.TrimSpace(string(out)), "CEPH_CONF=")
-	return m.Run()
+	fmt.Fprintln(os.Stderr, "rbd tests:", err)
+	return 1
 }
 
 // rbdCLI runs the rbd tool against the test cluster.
