@@ -312,6 +312,9 @@ func (c *conn) submit(t *task) {
 	if t.buf != nil {
 		t.Command.DataOut = t.buf[:t.edtl]
 	}
+	// Without a data digest the writer only hands DataIn to writev, so it
+	// may point into a mapped backing file.
+	t.Command.ZeroCopy = !c.sess.params.DataDigest
 	c.inflight.Add(1)
 	// The task may be finished and recycled before Submit returns.
 	c.sess.core.Submit(&t.Command)

@@ -72,6 +72,10 @@ type Command struct {
 	Read, Write bool     // data direction flags from the transport
 	ExpectedLen uint32   // expected data transfer length (EDTL) of the transport
 	DataOut     []byte   // write data received from the initiator (len <= ExpectedLen)
+	// ZeroCopy is set by transports that hand DataIn to the kernel without
+	// reading it themselves (no data digest), so that a handler may point
+	// DataIn at memory mapped from the backing file (SetDataInHeld).
+	ZeroCopy bool
 	// Done is called once, after the core finished with the command; the
 	// transport then sends status/data and finally calls Release.
 	Done func(*Command)

@@ -108,6 +108,28 @@ func (c *Command) AllocDataInUninit(n int) []byte {
 	return b
 }
 
+// DataInHolder owns the memory a command's DataIn points into.
+type DataInHolder interface {
+	// ReleaseDataIn is called once, when the transport has sent the data.
+	ReleaseDataIn()
+}
+
+// SetDataInHeld sets DataIn to b, memory that h keeps valid until the
+// transport released the command, such as a mapping of the backing file,
+// so that the data is copied only once, by the kernel into the socket.
+// That copy happens when the transport sends, after Complete; the command
+// therefore stays in its task set until Release, and an ORDERED command
+// behind it cannot change the data before it has been sent. Only for
+// commands whose transport set ZeroCopy.
+func (c *Command) SetDataInHeld(b []byte, h DataInHolder) {
+	if c.core.dataIn != nil {
+		c.core.sess.core.pool.put(c.core.dataIn)
+		c.core.dataIn = nil
+	}
+	c.DataIn = b
+	c.core.holder = h
+}
+
 // Complete finishes the command (handlers call it exactly once).
 func (c *Command) Complete() {
 	nx := c.core.nx
@@ -130,6 +152,13 @@ func (c *Command) Release() {
 	s := c.core.sess
 	if s == nil {
 		return
+	}
+	if h := c.core.holder; h != nil {
+		c.core.holder = nil
+		h.ReleaseDataIn()
+		if c.core.nx != nil {
+			c.core.nx.release(c)
+		}
 	}
 	p := &s.core.pool
 	if c.core.dataIn != nil {

@@ -16,6 +16,7 @@ const (
 	stIdle    uint8 = iota // not in a task set
 	stQueued               // waiting for its task attribute to allow it
 	stRunning              // handed to the dispatcher / handler
+	stHeld                 // completed, its DataIn not sent yet (SetDataInHeld)
 )
 
 // commandState is the core's bookkeeping embedded in every Command.
@@ -29,6 +30,8 @@ type commandState struct {
 	// dataIn is the pooled buffer AllocDataIn handed out, released by Release
 	// whatever the handler later did with Command.DataIn.
 	dataIn []byte
+	// holder keeps DataIn valid until Release (SetDataInHeld).
+	holder DataInHolder
 }
 
 // nexus is one I_T_L nexus: a session's view of one mapped LUN, with its
@@ -357,9 +360,15 @@ func (nx *nexus) complete(c *Command) {
 	if c.core.aborted {
 		c.Aborted = true
 	}
-	nx.unlinkLocked(c)
+	if c.core.holder != nil {
+		// Its data is read when the transport sends it: the command
+		// leaves the task set in release.
+		c.core.state = stHeld
+	} else {
+		nx.unlinkLocked(c)
+		nx.scheduleLocked()
+	}
 	nx.completing.Add(1)
-	nx.scheduleLocked()
 	kick := nx.runHead != nil && !nx.running
 	nx.mu.Unlock()
 
@@ -368,6 +377,31 @@ func (nx *nexus) complete(c *Command) {
 	if kick {
 		nx.mu.Lock()
 		nx.runLocked()
+	}
+}
+
+// release takes a held command (SetDataInHeld) out of the task set once the
+// transport sent its data, and starts what it was blocking.
+func (nx *nexus) release(c *Command) {
+	nx.mu.Lock()
+	nx.unlinkLocked(c)
+	nx.scheduleLocked()
+	kick := nx.runHead != nil && !nx.running
+	if nx.waiters.Load() > 0 {
+		nx.cond.Broadcast()
+	}
+	idle := nx.dead && nx.n == 0 && nx.completing.Load() == 0
+	nx.mu.Unlock()
+	if kick {
+		// Release runs on the transport's sending goroutine, which must
+		// not execute commands: their completions queue to it.
+		go func() {
+			nx.mu.Lock()
+			nx.runLocked()
+		}()
+	}
+	if idle {
+		nx.unregister()
 	}
 }
 

@@ -70,6 +70,9 @@ const (
 	vendorBlkIO  = "SCST_BIO"
 	aioDepth     = 128
 	poolWorkers  = 8
+	// maxMapped bounds the file size that is mapped for zero-copy reads,
+	// so that several large LUNs fit in the 128 TiB of user address space.
+	maxMapped = 16 << 40
 	// Slow-path commands (UNMAP, WRITE SAME, COMPARE AND WRITE, ...)
 	// run on at most slowWorkers goroutines shared by all devices.
 	slowWorkers = 4
@@ -308,6 +311,16 @@ func (m *Manager) openMedium(v *vdev, path string, readOnly, direct bool) (*medi
 	med := &medium{path: path, file: f, direct: direct, blockDev: !zero && !fi.Mode().IsRegular()}
 	med.nblocks.Store(uint64(size) >> v.shift)
 	fd := int(f.Fd())
+	if !direct && !zero && size > 0 && size <= maxMapped {
+		// Only the kernel reads the mapping (writev to the socket), so a
+		// page that vanished under it fails that writev with EFAULT
+		// instead of raising SIGBUS in the daemon.
+		if b, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ, unix.MAP_SHARED); err == nil {
+			med.mapped = b
+		} else {
+			v.log.WithError(err).WithField("file", path).Debug("mmap failed; reads copy through pread")
+		}
+	}
 	if direct {
 		if a, err := backend.NewAIO(fd, backend.AIOOptions{Depth: aioDepth, Bufs: m.bufs}); err == nil {
 			med.eng = a

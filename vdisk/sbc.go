@@ -254,9 +254,25 @@ func execRead(d *vdev, c *target.Command) (outcome, scsi.Sense) {
 	if t == nil {
 		return pending, scsi.Sense{}
 	}
+	off := int64(a.lba << d.shift)
+	if c.ZeroCopy {
+		if b := m.residentRange(off, int(want)); b != nil {
+			// The gate hold and the medium reference stay with the
+			// command until its data has been sent (ReleaseDataIn).
+			c.SetDataInHeld(b, t)
+			return done, scsi.Sense{}
+		}
+	}
 	buf := c.AllocDataInUninit(int(want))
-	t.submit(backend.OpRead, buf, int64(a.lba<<d.shift), false)
+	t.submit(backend.OpRead, buf, off, false)
 	return pending, scsi.Sense{}
+}
+
+// ReleaseDataIn implements target.DataInHolder for a READ served from the
+// medium's mapping: the transport has sent the data.
+func (t *ioTask) ReleaseDataIn() {
+	t.c = nil // completed long ago
+	t.finish(done, scsi.Sense{})
 }
 
 // dataOut returns the whole blocks of write data the command carries, or

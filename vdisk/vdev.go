@@ -40,6 +40,10 @@ type medium struct {
 	direct  bool
 	// blockDev: discard with BLKDISCARD instead of punching holes.
 	blockDev bool
+	// mapped is the file mapped read-only (buffered files and block
+	// devices), or nil: READs of pages in the page cache send their data
+	// straight from it (see residentRange).
+	mapped []byte
 
 	refs      atomic.Int64
 	retired   atomic.Bool
@@ -51,6 +55,13 @@ func (m *medium) close() error {
 	m.closeOnce.Do(func() {
 		if m.eng != nil {
 			m.closeErr = m.eng.Close()
+		}
+		if m.mapped != nil {
+			// Every READ that pointed into it held a reference until sent.
+			if err := unix.Munmap(m.mapped); err != nil && m.closeErr == nil {
+				m.closeErr = fmt.Errorf("munmap %s: %w", m.path, err)
+			}
+			m.mapped = nil
 		}
 		if m.file != nil {
 			// Leave nothing only in the page cache when a device goes away
