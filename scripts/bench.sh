@@ -185,10 +185,33 @@ perf_mode() {
         VERIFY_FAILED=1
       fi
     done
+    [ "$opts" = direct ] && device_run "$dir/lun0.img" "$OUT/$name.device"
   done
   stop_targets
   rm -rf "$dir"
   table "$res" "$name: $(case $opts in direct) echo "O_DIRECT LUN on $(df --output=fstype "$2" | tail -1) $2" ;; *) echo "file LUN on $2" ;; esac)" | tee -a "$OUT/table.txt"
+  [ "$opts" = direct ] && device_table "$OUT/$name.device" | tee -a "$OUT/table.txt"
+  return 0
+}
+
+# device_run FILE OUT: the disk's own speed, without a target: fio O_DIRECT reads of the LUN's
+# backing file with the patterns of the read metrics, once per run (after both targets).
+device_run() {
+  local f=$1 out=$2 v
+  v=$(fio --name=dev --filename="$f" --readonly --direct=1 --ioengine=libaio --rw=read --bs=1M --iodepth=8 \
+        --runtime=$SECS --time_based --output-format=terse --terse-version=3 2>/dev/null | awk -F';' '$1=="3" {printf "%.0f", $7/1024}')
+  [ -n "$v" ] && echo "seqread_1m_qd8_fio MiB/s $v" >> "$out"
+  v=$(fio --name=dev --filename="$f" --readonly --direct=1 --ioengine=libaio --rw=randread --bs=4k --iodepth=32 \
+        --runtime=$SECS --time_based --output-format=terse --terse-version=3 2>/dev/null | awk -F';' '$1=="3" {print $8}')
+  [ -n "$v" ] && echo "randread_4k_qd32_fio IOPS $v" >> "$out"
+}
+device_table() {
+  [ -s "$1" ] || return 0
+  echo "   the disk itself, fio O_DIRECT on the backing file, no target (median of $RUNS runs, one after each pair):"
+  local m
+  for m in $(awk '{print $1}' "$1" | awk '!seen[$0]++'); do
+    printf '   %-25s %-6s %12s\n' $m "$(awk -v m=$m '$1==m {print $2; exit}' "$1")" "$(awk -v m=$m '$1==m {print $3}' "$1" | median)"
+  done
 }
 
 # multi_run WHO METRIC RUN: one metric with 4 concurrent initiators; prints the total.
