@@ -123,3 +123,39 @@ func TestZeroCopyReadHoldsMedium(t *testing.T) {
 		t.Fatal("mapping left after close")
 	}
 }
+
+// TestZeroCopyReadAllocs: a READ served from the mapping costs no heap
+// object in the core and the handler (issue 5's steady-state bound).
+func TestZeroCopyReadAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation count")
+	}
+	h := newHarness(t, ManagerOptions{})
+	lun, _ := h.disk("d", 1<<20, 512, Flags{})
+	s := h.session("iqn.init")
+	s.clearUA(lun)
+	good(t, "prefill", s.run(lun, cdb10(scsi.OpWrite10, 0, 2048, 0), 1<<20, make([]byte, 1<<20)))
+	v, _ := h.m.lookup("d", scsi.TypeDisk)
+	m := v.med.Load()
+	done := make(chan struct{}, 1)
+	cdb := cdb10(scsi.OpRead10, 0, 8, 0)
+	c := &target.Command{LUN: lunField(lun), CDB: cdb, Attr: target.Simple, ExpectedLen: 4096, Read: true, ZeroCopy: true}
+	c.Done = func(*target.Command) { done <- struct{}{} }
+	i := 0
+	read := func() {
+		cdb[5] = byte(i) // walk the LBA
+		i++
+		s.s.Submit(c)
+		<-done
+		if c.Status != scsi.StatusGood || !inside(c.DataIn, m.mapped) {
+			t.Fatalf("status %#x, mapped %v", c.Status, inside(c.DataIn, m.mapped))
+		}
+		c.Release()
+	}
+	for range 100 {
+		read()
+	}
+	if n := testing.AllocsPerRun(1000, read); n != 0 {
+		t.Errorf("%.2f allocations per mapped READ, want 0", n)
+	}
+}

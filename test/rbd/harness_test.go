@@ -128,7 +128,13 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		args = append(args, "--no-mount")
 	}
 	args = append(args, cfg.Args...)
-	proc, err := testenv.StartProc(exec.Command(testEnv.bin, args...), d.log)
+	cmd := exec.Command(testEnv.bin, args...)
+	if v := os.Getenv("SCSTD_RBD_DAEMON_ENV"); v != "" {
+		// Runtime settings for the daemon only (e.g. GODEBUG, GOMAXPROCS),
+		// to compare them without changing the test process.
+		cmd.Env = append(os.Environ(), strings.Fields(v)...)
+	}
+	proc, err := testenv.StartProc(cmd, d.log)
 	if err != nil {
 		t.Fatal(err)
 	}
