@@ -17,18 +17,9 @@ func (h *countingHolder) ReleaseDataIn() { h.n.Add(1) }
 // completeHeld completes the parked command tag with DataIn held by hd.
 func (h *fakeHandler) completeHeld(t *testing.T, tag uint32, data []byte, hd DataInHolder) {
 	t.Helper()
-	h.mu.Lock()
-	for i, c := range h.parked {
-		if c.Tag == tag {
-			h.parked = append(h.parked[:i], h.parked[i+1:]...)
-			h.mu.Unlock()
-			c.SetDataInHeld(data, hd)
-			c.Complete()
-			return
-		}
-	}
-	h.mu.Unlock()
-	t.Fatalf("tag %d not parked", tag)
+	c := h.take(t, tag)
+	c.SetDataInHeld(data, hd)
+	c.Complete()
 }
 
 // newUnreleasedCmd is newCmd whose Done leaves Release to the test, as a

@@ -57,17 +57,22 @@ func (h *fakeHandler) Reset() {
 // release completes the parked command with tag.
 func (h *fakeHandler) release(t *testing.T, tag uint32) {
 	t.Helper()
+	h.take(t, tag).Complete()
+}
+
+// take removes the parked command with tag and returns it.
+func (h *fakeHandler) take(t *testing.T, tag uint32) *Command {
+	t.Helper()
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	for i, c := range h.parked {
 		if c.Tag == tag {
 			h.parked = append(h.parked[:i], h.parked[i+1:]...)
-			h.mu.Unlock()
-			c.Complete()
-			return
+			return c
 		}
 	}
-	h.mu.Unlock()
 	t.Fatalf("tag %d not parked", tag)
+	return nil
 }
 
 func (h *fakeHandler) execOrder() []uint32 {
