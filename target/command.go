@@ -98,11 +98,8 @@ func (c *Command) AllocDataIn(n int) []byte {
 // AllocDataInUninit is AllocDataIn without zeroing, for handlers that
 // overwrite all n bytes (reads from the backing store).
 func (c *Command) AllocDataInUninit(n int) []byte {
-	p := &c.core.sess.core.pool
-	if c.core.dataIn != nil {
-		p.put(c.core.dataIn)
-	}
-	b := p.get(n)
+	c.putDataIn()
+	b := c.core.sess.core.pool.get(n)
 	c.core.dataIn = b
 	c.DataIn = b
 	return b
@@ -122,12 +119,17 @@ type DataInHolder interface {
 // behind it cannot change the data before it has been sent. Only for
 // commands whose transport set ZeroCopy.
 func (c *Command) SetDataInHeld(b []byte, h DataInHolder) {
+	c.putDataIn()
+	c.DataIn = b
+	c.core.holder = h
+}
+
+// putDataIn recycles the buffer of an earlier AllocDataIn, if any.
+func (c *Command) putDataIn() {
 	if c.core.dataIn != nil {
 		c.core.sess.core.pool.put(c.core.dataIn)
 		c.core.dataIn = nil
 	}
-	c.DataIn = b
-	c.core.holder = h
 }
 
 // Complete finishes the command (handlers call it exactly once).

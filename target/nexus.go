@@ -360,16 +360,15 @@ func (nx *nexus) complete(c *Command) {
 	if c.core.aborted {
 		c.Aborted = true
 	}
+	kick := false
 	if c.core.holder != nil {
 		// Its data is read when the transport sends it: the command
 		// leaves the task set in release.
 		c.core.state = stHeld
 	} else {
-		nx.unlinkLocked(c)
-		nx.scheduleLocked()
+		kick = nx.leaveLocked(c)
 	}
 	nx.completing.Add(1)
-	kick := nx.runHead != nil && !nx.running
 	nx.mu.Unlock()
 
 	c.finish()
@@ -380,18 +379,22 @@ func (nx *nexus) complete(c *Command) {
 	}
 }
 
+// leaveLocked takes c out of the task set, schedules what its attributes
+// were holding back and reports whether the run queue needs a goroutine.
+func (nx *nexus) leaveLocked(c *Command) bool {
+	nx.unlinkLocked(c)
+	nx.scheduleLocked()
+	return nx.runHead != nil && !nx.running
+}
+
 // release takes a held command (SetDataInHeld) out of the task set once the
 // transport sent its data, and starts what it was blocking.
 func (nx *nexus) release(c *Command) {
 	nx.mu.Lock()
-	nx.unlinkLocked(c)
-	nx.scheduleLocked()
-	kick := nx.runHead != nil && !nx.running
-	if nx.waiters.Load() > 0 {
-		nx.cond.Broadcast()
-	}
-	idle := nx.dead && nx.n == 0 && nx.completing.Load() == 0
+	kick := nx.leaveLocked(c)
+	nx.completing.Add(1)
 	nx.mu.Unlock()
+	nx.doneOne() // wakes drain and TMF waiters, unregisters a retired nexus
 	if kick {
 		// Release runs on the transport's sending goroutine, which must
 		// not execute commands: their completions queue to it.
@@ -399,9 +402,6 @@ func (nx *nexus) release(c *Command) {
 			nx.mu.Lock()
 			nx.runLocked()
 		}()
-	}
-	if idle {
-		nx.unregister()
 	}
 }
 

@@ -21,17 +21,18 @@ func (m *medium) residentRange(off int64, n int) []byte {
 	const page = 4096
 	start := off &^ (page - 1)
 	end := (off + int64(n) + page - 1) &^ (page - 1)
-	end = min(end, (int64(len(m.mapped))+page-1)&^(page-1))
 	var vec [residentChunk]byte
 	for p := start; p < end; {
 		l := min(end-p, residentChunk*page)
+		// The last page of a file whose size is not a page multiple is
+		// only partly mapped; mincore rounds the length up.
 		seg := m.mapped[p:min(p+l, int64(len(m.mapped)))]
 		// x/sys has no mincore wrapper; the vector is on the stack.
 		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&seg[0])), uintptr(len(seg)),
 			uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
 			return nil
 		}
-		for _, v := range vec[:(l+page-1)/page] {
+		for _, v := range vec[:l/page] {
 			if v&1 == 0 {
 				return nil
 			}
