@@ -440,35 +440,33 @@ func (c *conn) newOut() *outPDU {
 // enqueueOut queues a control PDU; wait applies back-pressure to the
 // reader when the peer does not read its responses.
 func (c *conn) enqueueOut(o *outPDU, wait bool) {
-	c.qmu.Lock()
-	for wait && len(c.queue) >= maxQueued && !c.qclosed {
-		c.space.Wait()
-	}
-	if c.qclosed {
-		c.qmu.Unlock()
-		return
-	}
-	c.queue = append(c.queue, qent{out: o})
-	c.qcond.Signal()
-	c.qmu.Unlock()
+	c.enqueue(qent{out: o}, wait)
 }
 
 // enqueueTaskWait queues a finished task. Core goroutines never wait (the
 // CmdSN window and maxImmediate bound what they complete); the reader waits
 // for room like enqueueOut.
 func (c *conn) enqueueTaskWait(t *task, wait bool) {
+	if !c.enqueue(qent{task: t}, wait) {
+		c.releaseTask(t)
+	}
+}
+
+// enqueue appends e to the writer's queue, first waiting for room when
+// wait is set. It reports false when the queue is closed (e not queued).
+func (c *conn) enqueue(e qent, wait bool) bool {
 	c.qmu.Lock()
 	for wait && len(c.queue) >= maxQueued && !c.qclosed {
 		c.space.Wait()
 	}
 	if c.qclosed {
 		c.qmu.Unlock()
-		c.releaseTask(t)
-		return
+		return false
 	}
-	c.queue = append(c.queue, qent{task: t})
+	c.queue = append(c.queue, e)
 	c.qcond.Signal()
 	c.qmu.Unlock()
+	return true
 }
 
 // closeQueue stops the writer once it has sent what is queued.
