@@ -10,10 +10,13 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/scstd/scstd/iscsi/pdu"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -65,9 +68,11 @@ type qent struct {
 }
 
 // conn is one TCP connection. The reader goroutine (serve) owns login, the
-// CmdSN window, task data reception and R2T issue; the writer goroutine owns
-// StatSN and the socket's write side; the core calls Command.Done from its
-// own goroutines, which only enqueue.
+// CmdSN window, task data reception and R2T issue; the writer goroutine
+// sends what is queued; the core calls Command.Done from its own
+// goroutines, which queue the response or, when nothing is queued before
+// it, send it themselves without waiting (sendInline). StatSN and the
+// socket's write side belong to whoever holds wmu.
 type conn struct {
 	srv  *Server
 	nc   net.Conn
@@ -85,10 +90,26 @@ type conn struct {
 	queue   []qent
 	spare   []qent
 	qclosed bool
+	// resume: an inline send left PDUs in iov for the writer to finish.
+	resume  bool
 	freeOut []*outPDU
 	wdone   chan struct{}
 
-	// Writer-owned.
+	// wmu guards the fields below up to tmu: held by the writer while it
+	// emits and flushes a batch, and by a core goroutine sending inline.
+	wmu sync.Mutex
+	// raw is the socket for non-blocking inline sends (nil: none).
+	raw syscall.RawConn
+	// unsent are tasks whose PDUs an inline send left in iov; the writer
+	// releases them once it has sent those.
+	unsent []*task
+	// writev is tryFlush's call on the raw socket, bound once (a closure
+	// made per call would be allocated); iovecs and the result fields are
+	// its scratch: x/sys's Writev allocates its own vector on every call.
+	writev func(fd uintptr) bool
+	iovecs []unix.Iovec
+	wn     int
+	werr   error
 	statSN uint32
 	dead   bool
 	// frames is allocated by the writer: connections that never log in
@@ -163,6 +184,12 @@ func newConn(s *Server, nc net.Conn) *conn {
 		rspTO:  90 * time.Second,
 	}
 	c.qcond.L = &c.qmu
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+			c.writev = c.rawWritev
+		}
+	}
 	c.space.L = &c.qmu
 	c.pool.New = func() any { return newTask(c) }
 	c.log = s.log.WithField("peer", nc.RemoteAddr().String())
@@ -447,6 +474,9 @@ func (c *conn) enqueueOut(o *outPDU, wait bool) {
 // CmdSN window and maxImmediate bound what they complete); the reader waits
 // for room like enqueueOut.
 func (c *conn) enqueueTaskWait(t *task, wait bool) {
+	if !wait && c.sendInline(t) {
+		return
+	}
 	if !c.enqueue(qent{task: t}, wait) {
 		c.releaseTask(t)
 	}
@@ -479,22 +509,41 @@ func (c *conn) closeQueue() {
 }
 
 // writer sends queued PDUs, coalescing everything queued into as few
-// writev calls as possible.
+// writev calls as possible, and finishes what inline sends left.
 func (c *conn) writer() {
 	defer close(c.wdone)
+	c.wmu.Lock()
 	c.frames = new([writerFrames]pdu.Frame)
 	c.iov = make([][]byte, 0, 3*writerFrames)
+	c.wmu.Unlock()
 	var batch []qent
+	var unsent []*task
 	for {
 		c.qmu.Lock()
-		for len(c.queue) == 0 && !c.qclosed {
+		for len(c.queue) == 0 && !c.resume && !c.qclosed {
 			c.qcond.Wait()
 		}
-		if len(c.queue) == 0 {
+		if len(c.queue) == 0 && !c.resume {
 			c.qmu.Unlock()
+			// Closed. An inline send that began before the close may
+			// still leave PDUs for the writer: wait it out.
+			c.wmu.Lock()
+			c.qmu.Lock()
+			more := c.resume
+			c.qmu.Unlock()
+			c.wmu.Unlock()
+			if more {
+				continue
+			}
 			return
 		}
+		c.qmu.Unlock()
+		// The batch is taken with wmu held, so that no inline send can
+		// overtake a PDU queued before it.
+		c.wmu.Lock()
+		c.qmu.Lock()
 		batch, c.queue = c.queue, c.spare[:0]
+		c.resume = false
 		c.space.Broadcast()
 		c.qmu.Unlock()
 
@@ -507,6 +556,8 @@ func (c *conn) writer() {
 			}
 		}
 		c.flush()
+		unsent, c.unsent = c.unsent, unsent[:0]
+		c.wmu.Unlock()
 		c.qmu.Lock()
 		for i := range batch {
 			if o := batch[i].out; o != nil {
@@ -520,11 +571,128 @@ func (c *conn) writer() {
 				c.releaseTask(t)
 			}
 		}
+		for _, t := range unsent {
+			c.releaseTask(t)
+		}
+		clear(unsent)
 		clear(batch)
 		c.qmu.Lock()
 		c.spare = batch[:0]
 		c.qmu.Unlock()
 	}
+}
+
+// sendInline sends a finished task's response from the completing
+// goroutine when nothing is queued before it. Handing it to the writer
+// costs a goroutine wake-up, and the scheduler wakes an idle thread for
+// it: measured, that was most of the transport's CPU per 4k command once
+// commands no longer arrive faster than one wake-up's worth (an RBD LUN:
+// 6 µs of about 60 per read; a file LUN: 4k writes +25 %). It never
+// waits: the write does not block, and what the socket does not take is
+// left in iov for the writer, with the task. It reports false when the
+// task must be queued instead.
+func (c *conn) sendInline(t *task) bool {
+	if c.raw == nil || !c.wmu.TryLock() {
+		return false
+	}
+	c.qmu.Lock()
+	idle := len(c.queue) == 0 && !c.qclosed && !c.resume
+	c.qmu.Unlock()
+	if !idle || c.frames == nil || c.dead || len(c.iov) != 0 || !c.fitsInline(t) {
+		c.wmu.Unlock()
+		return false
+	}
+	c.emitTask(t)
+	if c.tryFlush() {
+		c.wmu.Unlock()
+		c.releaseTask(t)
+		return true
+	}
+	c.unsent = append(c.unsent, t)
+	c.qmu.Lock()
+	c.resume = true
+	c.qcond.Signal()
+	c.qmu.Unlock()
+	c.wmu.Unlock()
+	return true
+}
+
+// fitsInline reports whether t's response surely takes fewer PDUs than
+// the frames of one flush, so that emitting it never flushes (which
+// would block).
+func (c *conn) fitsInline(t *task) bool {
+	n := uint32(len(t.Command.DataIn))
+	mx := max(c.mxdsl.Load(), 512)
+	burst := max(c.sess.params.MaxBurstLength, 512)
+	return n/mx+n/burst+3 <= writerFrames
+}
+
+// tryFlush writes iov without waiting for the socket and reports whether
+// all of it went out; the rest stays in iov for flush.
+func (c *conn) tryFlush() bool {
+	if len(c.iov) == 0 || c.dead {
+		c.resetIOV()
+		return true
+	}
+	c.iovecs = c.iovecs[:0]
+	for _, b := range c.iov {
+		if len(b) > 0 {
+			v := unix.Iovec{Base: &b[0]}
+			v.SetLen(len(b))
+			c.iovecs = append(c.iovecs, v)
+		}
+	}
+	err := c.raw.Write(c.writev)
+	clear(c.iovecs)
+	n := c.wn
+	if err == nil {
+		err = c.werr
+	}
+	c.werr = nil
+	switch {
+	case err == unix.EAGAIN || err == unix.EINTR:
+		return false
+	case err != nil:
+		c.writeFailed(err)
+		c.resetIOV()
+		return true
+	}
+	c.consume(n)
+	if len(c.iov) == 0 {
+		c.resetIOV()
+		return true
+	}
+	return false
+}
+
+// rawWritev is c.writev: one writev(2) of iovecs, never waiting for room.
+func (c *conn) rawWritev(fd uintptr) bool {
+	c.wn, c.werr = 0, nil
+	if len(c.iovecs) == 0 {
+		return true
+	}
+	r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iovecs[0])), uintptr(len(c.iovecs)))
+	if e != 0 {
+		c.werr = e
+		return true
+	}
+	c.wn = int(r)
+	return true
+}
+
+// consume drops the first n bytes of iov.
+func (c *conn) consume(n int) {
+	k := 0
+	for k < len(c.iov) && n >= len(c.iov[k]) {
+		n -= len(c.iov[k])
+		k++
+	}
+	if k < len(c.iov) {
+		c.iov[k] = c.iov[k][n:]
+	}
+	m := copy(c.iov, c.iov[k:])
+	clear(c.iov[m:])
+	c.iov = c.iov[:m]
 }
 
 // frame returns storage for one more PDU header, flushing when full.
@@ -567,16 +735,26 @@ func (c *conn) flush() {
 		_, err := c.wbuf.WriteTo(c.nc)
 		c.wbuf = nil
 		if err != nil {
-			c.dead = true
-			if !c.isClosed() {
-				c.log.WithError(err).Info("connection write failed")
-			}
-			c.nc.Close()
+			c.writeFailed(err)
 		}
 	}
+	c.resetIOV()
+}
+
+func (c *conn) resetIOV() {
 	clear(c.iov)
 	c.iov = c.iov[:0]
 	c.nframes = 0
+}
+
+// writeFailed marks the connection dead after a failed send; what is
+// still to be sent on it is dropped.
+func (c *conn) writeFailed(err error) {
+	c.dead = true
+	if !c.isClosed() {
+		c.log.WithError(err).Info("connection write failed")
+	}
+	c.nc.Close()
 }
 
 func (c *conn) isClosed() bool {

@@ -485,6 +485,10 @@ func TestIOPSRatio(t *testing.T) {
 	} else {
 		t.Log("fio has no rbd engine: no fio reference")
 	}
+	if only := os.Getenv("SCSTD_RBD_BENCH_PATHS"); only != "" {
+		// A subset of the paths, e.g. to profile one of them.
+		paths = slices.DeleteFunc(paths, func(p benchPath) bool { return !slices.Contains(strings.Split(only, ","), p.name) })
+	}
 	for _, write := range []bool{false, true} {
 		op := "randread"
 		if write {
@@ -518,6 +522,10 @@ func TestIOPSRatio(t *testing.T) {
 				}
 				med[i] = median(iops)
 				fmt.Fprintf(&tab, "%-7s %-8s %8.0f %9s %8s %8s\n", "median", p.name, med[i], us(medianDur(gen)), us(medianDur(tgt)), us(medianDur(osd)))
+			}
+			if len(paths) < 2 || paths[0].name != "direct" || paths[1].name != "scstd" {
+				t.Log("\n" + tab.String() + "(no ratio: SCSTD_RBD_BENCH_PATHS left out direct or scstd)")
+				return
 			}
 			// The runs of one round are next to each other in time, so the
 			// median of the rounds' own ratios is less exposed to load that

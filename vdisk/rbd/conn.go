@@ -8,7 +8,8 @@
 // An Image implements vdisk.Store: its Engine moves READ/WRITE/SYNCHRONIZE
 // CACHE data with rbd_aio_* calls, many requests in flight, on buffers
 // pinned with runtime.Pinner (librbd keeps them until the completion), and
-// one goroutine reaps completions signalled through an eventfd. The librbd
+// one goroutine per connection reaps the completions librbd signals
+// through each image's eventfd. The librbd
 // cache is off unless the caller asks for it, so that several scstd nodes
 // serving one image see each other's writes.
 package rbd
@@ -60,6 +61,7 @@ func defaults() [][2]string {
 // Conn is a connection to a Ceph cluster.
 type Conn struct {
 	cluster C.rados_t
+	poller  *poller
 	mu      sync.Mutex
 	images  int // open images; Close refuses while any is open
 	closed  bool
@@ -126,6 +128,11 @@ func Connect(o Options) (*Conn, error) {
 	if ret := C.rados_connect(c.cluster); ret < 0 {
 		return fail(errnoErr(fmt.Sprintf("connecting to the cluster of %s as client.%s", o.ConfFile, id), ret))
 	}
+	p, err := newPoller()
+	if err != nil {
+		return fail(err)
+	}
+	c.poller = p
 	return c, nil
 }
 
@@ -140,6 +147,7 @@ func (c *Conn) Close() error {
 		return fmt.Errorf("rbd: %d images still open: %w", c.images, syscall.EBUSY)
 	}
 	c.closed = true
+	c.poller.stop()
 	C.rados_shutdown(c.cluster)
 	return nil
 }

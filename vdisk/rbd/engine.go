@@ -53,9 +53,7 @@ static int scstd_reap(rbd_image_t img, rbd_completion_t *comps, void **args, ssi
 import "C"
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -81,7 +79,7 @@ type slot struct {
 
 // Engine implements backend.Engine over one image with rbd_aio_* calls.
 // Completions are queued by librbd on the image's event list and signalled
-// on an eventfd, which one reaper goroutine reads through the netpoller.
+// on an eventfd, which the connection's poller waits for.
 type Engine struct {
 	im    *Image
 	slots []slot
@@ -94,7 +92,8 @@ type Engine struct {
 	comps   *C.rbd_completion_t
 	reapArg *unsafe.Pointer
 	reapRet *C.ssize_t
-	efd     *os.File
+	efd     int
+	poller  *poller
 
 	// mu guards free and waiting. Requests beyond the depth wait in a
 	// FIFO; it needs no bound of its own because every request in it is
@@ -110,7 +109,6 @@ type Engine struct {
 	closed      atomic.Bool
 	closeOnce   sync.Once
 	closeErr    error
-	reaped      chan struct{}
 }
 
 func newEngine(im *Image, depth int) (*Engine, error) {
@@ -133,14 +131,18 @@ func newEngine(im *Image, depth int) (*Engine, error) {
 		comps:   (*C.rbd_completion_t)(C.malloc(n * C.size_t(unsafe.Sizeof(C.rbd_completion_t(nil))))),
 		reapArg: (*unsafe.Pointer)(C.malloc(n * C.size_t(unsafe.Sizeof(unsafe.Pointer(nil))))),
 		reapRet: (*C.ssize_t)(C.malloc(n * C.size_t(unsafe.Sizeof(C.ssize_t(0))))),
-		efd:     os.NewFile(uintptr(fd), "rbd-eventfd"),
+		efd:     fd,
+		poller:  im.conn.poller,
 		free:    make([]int32, 0, depth),
-		reaped:  make(chan struct{}),
 	}
 	for i := depth - 1; i >= 0; i-- {
 		e.free = append(e.free, int32(i))
 	}
-	go e.reap()
+	if err := e.poller.register(e); err != nil {
+		e.freeC()
+		unix.Close(fd)
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -243,33 +245,24 @@ func (e *Engine) finish(i int32, err error) {
 	e.outstanding.Add(-1)
 }
 
-// reap runs until Close closes the eventfd: each wakeup drains the image's
-// completed requests.
-func (e *Engine) reap() {
-	defer close(e.reaped)
+// drain handles the image's completed requests; the poller calls it when
+// the eventfd fired.
+func (e *Engine) drain() {
 	var b [8]byte
+	// Resetting the counter first: anything completed after the polls
+	// below fires the eventfd again.
+	unix.Read(e.efd, b[:])
 	n := C.int(len(e.slots))
 	args := unsafe.Slice(e.reapArg, len(e.slots))
 	rets := unsafe.Slice(e.reapRet, len(e.slots))
 	for {
-		if _, err := e.efd.Read(b[:]); err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return
-			}
-			// Not expected from an eventfd the netpoller waits on; keep
-			// the image served by polling rather than stall its requests.
-			time.Sleep(time.Millisecond)
+		got := C.scstd_reap(e.im.img, e.comps, e.reapArg, e.reapRet, n)
+		for k := range int(max(got, 0)) {
+			e.completed(int32(uintptr(args[k])-uintptr(e.args)), int64(rets[k]))
 		}
-		for {
-			got := C.scstd_reap(e.im.img, e.comps, e.reapArg, e.reapRet, n)
-			for k := range int(max(got, 0)) {
-				e.completed(int32(uintptr(args[k])-uintptr(e.args)), int64(rets[k]))
-			}
-			// A short batch emptied the list; anything queued after the
-			// poll was signalled on the eventfd after the read above.
-			if got < n {
-				break
-			}
+		// A short batch emptied the list.
+		if got < n {
+			return
 		}
 	}
 }
@@ -307,13 +300,18 @@ func (e *Engine) Close() error {
 		for e.outstanding.Load() != 0 {
 			time.Sleep(time.Millisecond)
 		}
+		// No drain may run on the image once it is closed.
+		e.poller.unregister(e)
 		e.closeErr = e.im.closeImage()
-		e.efd.Close()
-		<-e.reaped
-		C.free(e.args)
-		C.free(unsafe.Pointer(e.comps))
-		C.free(unsafe.Pointer(e.reapArg))
-		C.free(unsafe.Pointer(e.reapRet))
+		unix.Close(e.efd)
+		e.freeC()
 	})
 	return e.closeErr
+}
+
+func (e *Engine) freeC() {
+	C.free(e.args)
+	C.free(unsafe.Pointer(e.comps))
+	C.free(unsafe.Pointer(e.reapArg))
+	C.free(unsafe.Pointer(e.reapRet))
 }
