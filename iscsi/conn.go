@@ -642,6 +642,7 @@ func (c *conn) tryFlush() bool {
 			c.iovecs = append(c.iovecs, v)
 		}
 	}
+	c.armWriteDeadline()
 	err := c.raw.Write(c.writev)
 	clear(c.iovecs)
 	n := c.wn
@@ -722,13 +723,7 @@ func (c *conn) emitOut(o *outPDU) {
 
 func (c *conn) flush() {
 	if len(c.iov) > 0 && !c.dead {
-		// A flush must finish within RspTimeout/2..RspTimeout: re-arming
-		// the deadline (a runtime timer update) only when half of it is
-		// used keeps it off the per-batch path.
-		if now := time.Now(); c.wdeadline.Sub(now) < c.rspTO/2 {
-			c.wdeadline = now.Add(c.rspTO)
-			c.nc.SetWriteDeadline(c.wdeadline)
-		}
+		c.armWriteDeadline()
 		// WriteTo consumes the slice it is called on; a field (not a local,
 		// which would escape) keeps the writev path allocation-free.
 		c.wbuf = c.iov
@@ -739,6 +734,18 @@ func (c *conn) flush() {
 		}
 	}
 	c.resetIOV()
+}
+
+// armWriteDeadline keeps the socket's write deadline RspTimeout/2 to
+// RspTimeout ahead: a flush must finish within it, and re-arming it (a
+// runtime timer update) only when half of it is used keeps that off the
+// per-batch path. Inline sends need it too, although they never wait:
+// the runtime fails any write on a socket whose deadline has passed.
+func (c *conn) armWriteDeadline() {
+	if now := time.Now(); c.wdeadline.Sub(now) < c.rspTO/2 {
+		c.wdeadline = now.Add(c.rspTO)
+		c.nc.SetWriteDeadline(c.wdeadline)
+	}
 }
 
 func (c *conn) resetIOV() {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/scstd/scstd/iscsi/iscsitest"
+	"github.com/scstd/scstd/iscsi/param"
 	"github.com/scstd/scstd/iscsi/pdu"
 )
 
@@ -84,5 +85,25 @@ func TestInlineSendLeftover(t *testing.T) {
 	// The connection goes on serving.
 	if res, err := c.Do(&iscsitest.Cmd{CDB: iscsitest.Read10(3, 1), ReadLen: blockSize}); err != nil || !bytes.Equal(res.Data, e.disk.data[3*blockSize:4*blockSize]) {
 		t.Fatalf("read after the burst: %v", err)
+	}
+}
+
+// TestInlineSendAfterIdle: a response sent inline after the connection was
+// idle for longer than RspTimeout, so that the write deadline the writer
+// last set has passed, must still go out.
+func TestInlineSendAfterIdle(t *testing.T) {
+	e := newEnv(t, withParams(func(p *param.Config) { p.RspTimeout = 1 }))
+	c := e.login(t, iscsitest.Options{})
+	for i := range 3 {
+		if i > 0 {
+			// A NOP-In goes through the writer, which arms the deadline.
+			if _, err := c.NOP(nil); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(1500 * time.Millisecond)
+		}
+		if res, err := c.Do(&iscsitest.Cmd{CDB: iscsitest.Read10(1, 1), ReadLen: blockSize}); err != nil || res.Status != 0 {
+			t.Fatalf("read %d: %v", i, err)
+		}
 	}
 }

@@ -67,6 +67,8 @@ func newImage(t testing.TB, size string) string {
 type lunSpec struct {
 	Image string // in pool rbd
 	Flags string // scst.conf DEVICE flags, e.g. REMOVABLE
+	// BlockSize is the LUN's logical block size (default 512).
+	BlockSize int
 }
 
 // daemonConfig describes one test daemon.
@@ -104,7 +106,11 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 	for i, l := range cfg.LUNs {
 		// The T10 id is the image's, so that every node reports the same
 		// device identification for the same image.
-		fmt.Fprintf(&devs, "DEVICE rbd%d,/rbd/rbd/%s,%s,512,%s\n", i, l.Image, l.Flags, l.Image)
+		bs := l.BlockSize
+		if bs == 0 {
+			bs = 512
+		}
+		fmt.Fprintf(&devs, "DEVICE rbd%d,/rbd/rbd/%s,%s,%d,%s\n", i, l.Image, l.Flags, bs, l.Image)
 		fmt.Fprintf(&luns, "DEVICE rbd%d,%d\n", i, i)
 	}
 	sc := "[HANDLER vdisk]\n" + devs.String() + "\n[GROUP Default]\n\n[ASSIGNMENT Default]\n" + luns.String()
