@@ -96,8 +96,13 @@ func newTask(c *conn) any {
 // does not read its responses cannot make completed commands pile up beyond
 // QueuedCommands, however fast the backend completes them.
 func (t *task) done(*target.Command) {
-	t.c.inflight.Add(-1)
-	t.c.enqueueTaskWait(t, false)
+	c := t.c
+	c.inflight.Add(-1)
+	// A command that completes inside its own Submit is queued (see
+	// sendInline).
+	if c.submitting.Load() == t || !c.sendInline(t) {
+		c.enqueueTaskWait(t, false)
+	}
 }
 
 func (c *conn) getTask() *task {
@@ -317,7 +322,9 @@ func (c *conn) submit(t *task) {
 	t.Command.ZeroCopy = !c.sess.params.DataDigest
 	c.inflight.Add(1)
 	// The task may be finished and recycled before Submit returns.
+	c.submitting.Store(t)
 	c.sess.core.Submit(&t.Command)
+	c.submitting.Store(nil)
 }
 
 // failTask completes a command with CHECK CONDITION without executing it.

@@ -93,6 +93,8 @@ func TestInlineSendLeftover(t *testing.T) {
 // last set has passed, must still go out.
 func TestInlineSendAfterIdle(t *testing.T) {
 	e := newEnv(t, withParams(func(p *param.Config) { p.RspTimeout = 1 }))
+	// Completed on a timer goroutine, as an engine would: inline.
+	e.disk.delay.Store(int64(time.Millisecond))
 	c := e.login(t, iscsitest.Options{})
 	for i := range 3 {
 		if i > 0 {
